@@ -1,0 +1,13 @@
+/**
+ * The ordered list of migrations. Knex reads it through a migration source (src/storage/db.ts) so the
+ * same list works from TypeScript sources, the compiled build and the tests alike.
+ */
+import type { Knex } from 'knex';
+import * as m001 from './001_foundation';
+
+export interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+export const migrations: ReadonlyArray<[name: string, migration: Migration]> = [['001_foundation', m001]];

@@ -1,0 +1,37 @@
+/** The admin REST API under /api/v1: JSON in, JSON or problem+json out, bearer-token auth. */
+import express, { Router } from 'express';
+import type { CommandService } from '../core/commands';
+import { notFoundHandler, requireJson } from '../http/problem';
+import type { PgDeviceStore } from '../storage/devices';
+import type { PgEventStore } from '../storage/events';
+import type { PgTokenStore } from '../storage/tokens';
+import { AdminRoutes } from './route';
+import { auditRoutes } from './routes/audit';
+import { commandRoutes } from './routes/commands';
+import { enrollmentTokenRoutes } from './routes/enrollment-tokens';
+
+export interface AdminDeps {
+  commands: CommandService;
+  devices: PgDeviceStore;
+  events: PgEventStore;
+  tokens: PgTokenStore;
+  publicUrl: URL;
+  bodyLimit: string;
+  version: string;
+}
+
+export function adminRouter(deps: AdminDeps): Router {
+  const router = Router();
+  router.use(requireJson, express.json({ limit: deps.bodyLimit, strict: true }));
+  const routes = new AdminRoutes(router, deps.tokens);
+  commandRoutes(routes, deps);
+  enrollmentTokenRoutes(routes, deps);
+  auditRoutes(routes, deps);
+  const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
+  // Registered after the routes are described, so the document covers all of them; readable without a token.
+  router.get('/openapi.json', (_req, res) => {
+    res.json(openapi);
+  });
+  router.use(notFoundHandler);
+  return router;
+}

@@ -1,0 +1,140 @@
+/**
+ * The one documented defaults module. Every setting Mooring reads comes through `loadConfig`, and this
+ * is the only file that looks at `process.env` (the README's configuration table mirrors `SETTINGS`).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const seconds = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const urlList = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean))
+  .pipe(z.array(z.url()));
+
+/** Each environment variable with its default and meaning; order is the README table's order. */
+export const SETTINGS = {
+  MOORING_PUBLIC_URL: {
+    schema: z.url().default('https://localhost:8443'),
+    doc: 'Base URL devices use; goes into profiles, discovery responses and QR payloads.',
+  },
+  MOORING_HTTPS_PORT: { schema: port.default(8443), doc: 'HTTPS listener (asks for, but does not require, a client certificate).' },
+  MOORING_HTTP_PORT: { schema: port.default(8080), doc: 'Plain HTTP listener (health, metrics, and device traffic behind a TLS-terminating proxy).' },
+  MOORING_BIND: { schema: z.string().default('0.0.0.0'), doc: 'Address both listeners bind to.' },
+  MOORING_DATA_DIR: { schema: z.string().default('./data'), doc: 'Embedded database and other local state.' },
+  MOORING_CERTS_DIR: { schema: z.string().default('./certs'), doc: 'CA, TLS and signing material generated on first start.' },
+  DATABASE_URL: { schema: optionalString, doc: 'External Postgres (13+). Unset: embedded Postgres under MOORING_DATA_DIR.' },
+  REDIS_URL: { schema: optionalString, doc: 'External Redis (6.2+) for the queues. Unset: BullMQ on the Postgres database.' },
+  MOORING_EMBEDDED_PG_PORT: { schema: port.default(5488), doc: 'Port of the embedded Postgres (127.0.0.1 only); 0 picks a free one.' },
+  MOORING_ADMIN_TOKEN: { schema: optionalString, doc: 'Bootstrap admin API token. Unset: one is generated and printed on first start.' },
+  MOORING_TRUSTED_PROXY_CERT_HEADER: {
+    schema: optionalString,
+    doc: 'Header carrying the client certificate from a trusted proxy (RFC 9440 `Client-Cert` or URL-escaped PEM).',
+  },
+  MOORING_APNS_URL: { schema: z.url().default('https://api.push.apple.com'), doc: 'APNs base URL (a local mock in tests).' },
+  MOORING_FCM_URL: { schema: z.url().default('https://fcm.googleapis.com'), doc: 'FCM base URL (a local mock in tests).' },
+  MOORING_WEBHOOK_URLS: { schema: urlList, doc: 'Comma-separated URLs that receive every event as a signed JSON POST.' },
+  MOORING_WEBHOOK_SECRET: { schema: optionalString, doc: 'HMAC-SHA256 key for `X-Mooring-Signature`. Unset: generated under MOORING_CERTS_DIR.' },
+  MOORING_COMMAND_TTL: { schema: seconds.default(30 * 24 * 3600), doc: 'Seconds a queued command lives before it expires, unless the request sets `expires_in`.' },
+  MOORING_REDELIVER_AFTER: {
+    schema: seconds.default(15 * 60),
+    doc: 'Seconds after which a command that was sent but never reported is handed out again.',
+  },
+  MOORING_NOT_NOW_RETRY: { schema: seconds.default(5 * 60), doc: 'Seconds before a re-push after a device answers NotNow.' },
+  MOORING_ADMIN_BODY_LIMIT: { schema: z.string().default('8mb'), doc: 'Largest admin API request body (a 100,000-device bulk command is about 4 MB).' },
+  MOORING_DB_POOL_MAX: { schema: z.coerce.number().int().min(2).default(20), doc: 'Most Postgres connections one process opens for requests.' },
+  MOORING_LOG_LEVEL: {
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    doc: 'pino log level.',
+  },
+} as const;
+
+type Settings = typeof SETTINGS;
+type Env = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+export interface Config {
+  publicUrl: URL;
+  httpsPort: number;
+  httpPort: number;
+  bind: string;
+  dataDir: string;
+  certsDir: string;
+  databaseUrl?: string;
+  redisUrl?: string;
+  embeddedPgPort: number;
+  adminToken?: string;
+  trustedProxyCertHeader?: string;
+  apnsUrl: string;
+  fcmUrl: string;
+  webhookUrls: string[];
+  webhookSecret?: string;
+  commandTtlSeconds: number;
+  redeliverAfterSeconds: number;
+  notNowRetrySeconds: number;
+  adminBodyLimit: string;
+  dbPoolMax: number;
+  logLevel: Env['MOORING_LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Reads the configuration from `env` (default: `process.env`, after loading `./.env` if present).
+ * Throws a ConfigError naming every bad variable, so a typo fails at start and not at first use.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
+  const parsed: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, { schema }] of Object.entries(SETTINGS)) {
+    const result = (schema as z.ZodType).safeParse(env[name] === '' ? undefined : env[name]);
+    if (result.success) parsed[name] = result.data;
+    else problems.push(`${name}: ${result.error.issues.map((i) => i.message).join('; ')} (got ${JSON.stringify(env[name])})`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const e = parsed as Env;
+  return {
+    publicUrl: new URL(e.MOORING_PUBLIC_URL),
+    httpsPort: e.MOORING_HTTPS_PORT,
+    httpPort: e.MOORING_HTTP_PORT,
+    bind: e.MOORING_BIND,
+    dataDir: path.resolve(e.MOORING_DATA_DIR),
+    certsDir: path.resolve(e.MOORING_CERTS_DIR),
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    embeddedPgPort: e.MOORING_EMBEDDED_PG_PORT,
+    adminToken: e.MOORING_ADMIN_TOKEN,
+    trustedProxyCertHeader: e.MOORING_TRUSTED_PROXY_CERT_HEADER?.toLowerCase(),
+    apnsUrl: e.MOORING_APNS_URL,
+    fcmUrl: e.MOORING_FCM_URL,
+    webhookUrls: e.MOORING_WEBHOOK_URLS,
+    webhookSecret: e.MOORING_WEBHOOK_SECRET,
+    commandTtlSeconds: e.MOORING_COMMAND_TTL,
+    redeliverAfterSeconds: e.MOORING_REDELIVER_AFTER,
+    notNowRetrySeconds: e.MOORING_NOT_NOW_RETRY,
+    adminBodyLimit: e.MOORING_ADMIN_BODY_LIMIT,
+    dbPoolMax: e.MOORING_DB_POOL_MAX,
+    logLevel: e.MOORING_LOG_LEVEL,
+  };
+}
+
+function readProcessEnv(): NodeJS.ProcessEnv {
+  // A .env file in the working directory fills in what the environment leaves unset.
+  if (fs.existsSync('.env')) process.loadEnvFile('.env');
+  return process.env;
+}
+
+/** The CLI reads a few client-side variables (where the admin API is, which token to use). */
+export function readClientEnv(env: NodeJS.ProcessEnv = process.env): { url?: string; token?: string } {
+  return { url: env.MOORING_URL, token: env.MOORING_TOKEN ?? env.MOORING_ADMIN_TOKEN };
+}

@@ -1,0 +1,291 @@
+/**
+ * The one command queue shared by every platform: admins enqueue neutral commands, devices take the
+ * next one for their enrollment and report on it. The rules live here; the SQL lives in
+ * src/storage/commands.ts behind `CommandStore`.
+ *
+ * Lifecycle: queued -> sent -> acknowledged | error, with not_now (kept, re-pushed later), canceled
+ * (only before the device has it) and expired (never delivered after `expires_at`).
+ */
+import crypto from 'node:crypto';
+import { Errors, type ErrorCode } from './errors';
+import type { Page, PageRequest } from './pagination';
+import type { CommandOutcome, PlatformRegistry } from './platforms';
+import type { Command, Device, EventInput, Json, Params } from './types';
+
+export interface CommandRequest {
+  type: string;
+  params?: Params;
+  idempotency_key?: string;
+  /** Seconds until the command expires if not delivered. */
+  expires_in?: number;
+  priority?: number;
+}
+
+/** A device with the enrollment its commands go to (null when it has no live channel). */
+export interface CommandTarget {
+  device: Device;
+  enrollmentId: string | null;
+}
+
+export interface NewCommand {
+  id: string;
+  device_id: string;
+  enrollment_id: string;
+  platform: Device['platform'];
+  type: string;
+  params: Params;
+  payload: string;
+  priority: number;
+  effect: string | null;
+  idempotency_key: string | null;
+  batch_id: string | null;
+  requested_by: string | null;
+  expires_at: Date;
+}
+
+export interface NewBatch {
+  id: string;
+  type: string;
+  params: Params;
+  idempotency_key: string | null;
+  requested_by: string | null;
+}
+
+export interface BulkResult {
+  batch_id: string;
+  accepted: string[];
+  rejected: Array<{ device_id: string; code: ErrorCode; detail: string }>;
+}
+
+export type ReportResult = { changed: boolean; command: Command | undefined };
+
+export interface CommandStore {
+  loadTargets(deviceIds: string[]): Promise<Map<string, CommandTarget>>;
+  insertOne(command: NewCommand, event: EventInput): Promise<Command>;
+  /** Inserts the batch, all its commands and one event atomically; replays `batch.response` later. */
+  insertBatch(batch: NewBatch, commands: NewCommand[], response: BulkResult, event: EventInput): Promise<void>;
+  findByIdempotencyKey(deviceId: string, key: string): Promise<Command | undefined>;
+  findBatchResponse(idempotencyKey: string): Promise<BulkResult | undefined>;
+  get(id: string): Promise<Command | undefined>;
+  listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>>;
+  /** Marks and returns the next deliverable command of an enrollment (FOR UPDATE SKIP LOCKED). */
+  takeNext(enrollmentId: string, opts: { skipNotNow: boolean; redeliverBefore: Date }): Promise<Command | undefined>;
+  /** Applies an outcome if the command is still open on that enrollment; returns whether it changed. */
+  applyOutcome(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult>;
+  cancel(id: string, actor: string | null): Promise<{ command: Command | undefined; canceled: boolean }>;
+  expireDue(limit: number): Promise<number>;
+}
+
+export interface PushScheduler {
+  /** Wakes these enrollments; repeated requests for one enrollment coalesce while pending. */
+  push(enrollmentIds: string[], opts?: { delayMs?: number }): Promise<void>;
+  /** Wakes every enrollment of a bulk batch, fanned out in the background. */
+  pushBatch(batchId: string): Promise<void>;
+}
+
+export interface CommandServiceOptions {
+  defaultTtlSeconds: number;
+  redeliverAfterSeconds: number;
+  notNowRetrySeconds: number;
+  warn?: (obj: object, msg: string) => void;
+  now?: () => Date;
+}
+
+/** A bulk request up to this size wakes devices directly; larger ones fan out in the worker. */
+const DIRECT_PUSH_LIMIT = 500;
+
+export class CommandService {
+  readonly #now: () => Date;
+
+  constructor(
+    private readonly store: CommandStore,
+    private readonly platforms: PlatformRegistry,
+    private readonly pusher: PushScheduler,
+    private readonly opts: CommandServiceOptions,
+  ) {
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** Queues one command; a repeated idempotency key returns the first command unchanged. */
+  async enqueue(deviceId: string, req: CommandRequest, actor: string | null): Promise<{ command: Command; created: boolean }> {
+    const params = req.params ?? {};
+    if (req.idempotency_key) {
+      const existing = await this.store.findByIdempotencyKey(deviceId, req.idempotency_key);
+      if (existing) return { command: this.#sameRequest(existing, req.type, params), created: false };
+    }
+    const target = (await this.store.loadTargets([deviceId])).get(deviceId);
+    if (!target) throw Errors.deviceNotFound(deviceId);
+    const row = this.#prepare(target, req, params, actor, null);
+    if ('code' in row) throw Errors.of(row.code, row.detail);
+    let command: Command;
+    try {
+      command = await this.store.insertOne(row, {
+        type: 'command.queued',
+        device_id: deviceId,
+        command_id: row.id,
+        actor,
+        data: { type: req.type },
+      });
+    } catch (err) {
+      // Two requests with one idempotency key raced; the loser answers with the winner's command.
+      const winner = req.idempotency_key && (await this.store.findByIdempotencyKey(deviceId, req.idempotency_key));
+      if (winner) return { command: this.#sameRequest(winner, req.type, params), created: false };
+      throw err;
+    }
+    await this.#wake(() => this.pusher.push([row.enrollment_id]), { command_id: row.id });
+    return { command, created: true };
+  }
+
+  /**
+   * Queues one command for many devices in a single transaction. Devices that are unknown, not
+   * enrolled or not permitted are returned in `rejected`; the rest are queued.
+   */
+  async enqueueBulk(deviceIds: string[], req: CommandRequest, actor: string | null): Promise<BulkResult> {
+    if (req.idempotency_key) {
+      const replay = await this.store.findBatchResponse(req.idempotency_key);
+      if (replay) return replay;
+    }
+    const params = req.params ?? {};
+    const batchId = crypto.randomUUID();
+    const unique = [...new Set(deviceIds)];
+    const targets = await this.store.loadTargets(unique);
+    const rows: NewCommand[] = [];
+    const result: BulkResult = { batch_id: batchId, accepted: [], rejected: [] };
+    for (const deviceId of unique) {
+      const target = targets.get(deviceId);
+      if (!target) {
+        result.rejected.push({ device_id: deviceId, code: 'device_not_found', detail: `no device with id ${deviceId}` });
+        continue;
+      }
+      const row = this.#prepare(target, req, params, actor, batchId);
+      if ('code' in row) {
+        result.rejected.push({ device_id: deviceId, code: row.code, detail: row.detail });
+        continue;
+      }
+      rows.push(row);
+      result.accepted.push(deviceId);
+    }
+    const batch: NewBatch = { id: batchId, type: req.type, params, idempotency_key: req.idempotency_key ?? null, requested_by: actor };
+    const event: EventInput = {
+      type: 'commands.queued',
+      actor,
+      data: { batch_id: batchId, type: req.type, accepted: result.accepted.length, rejected: result.rejected.length },
+    };
+    await this.store.insertBatch(batch, rows, result, event);
+    if (rows.length > 0) {
+      await this.#wake(
+        () => (rows.length <= DIRECT_PUSH_LIMIT ? this.pusher.push(rows.map((r) => r.enrollment_id)) : this.pusher.pushBatch(batchId)),
+        { batch_id: batchId },
+      );
+    }
+    return result;
+  }
+
+  async get(id: string): Promise<Command> {
+    const command = await this.store.get(id);
+    if (!command) throw Errors.commandNotFound(id);
+    return command;
+  }
+
+  listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>> {
+    return this.store.listForDevice(deviceId, page);
+  }
+
+  /** Cancels a command the device has not been handed yet; 409 once it was sent. */
+  async cancel(id: string, actor: string | null): Promise<Command> {
+    const { command, canceled } = await this.store.cancel(id, actor);
+    if (!command) throw Errors.commandNotFound(id);
+    if (!canceled) throw Errors.commandNotCancelable(`command ${id} is ${command.status} and can no longer be canceled`, { command_status: command.status });
+    return command;
+  }
+
+  /**
+   * The next command for a polling enrollment, marked sent. After a NotNow the device gets the next
+   * *other* command (`skipNotNow`); NotNow'd commands come back at its next idle poll.
+   */
+  next(enrollmentId: string, opts: { skipNotNow?: boolean } = {}): Promise<Command | undefined> {
+    const redeliverBefore = new Date(this.#now().getTime() - this.opts.redeliverAfterSeconds * 1000);
+    return this.store.takeNext(enrollmentId, { skipNotNow: opts.skipNotNow ?? false, redeliverBefore });
+  }
+
+  /**
+   * Records a device's report. Repeats and reports on commands that are not open on this enrollment
+   * change nothing (`changed: false`). NotNow keeps the command and schedules a re-push.
+   */
+  async report(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult> {
+    const result = await this.store.applyOutcome(enrollmentId, commandId, outcome);
+    if (result.changed && outcome.status === 'not_now') {
+      await this.#wake(() => this.pusher.push([enrollmentId], { delayMs: this.opts.notNowRetrySeconds * 1000 }), {
+        command_id: commandId,
+      });
+    }
+    return result;
+  }
+
+  /** Marks commands past `expires_at` as expired, in chunks; returns how many. */
+  async expireDue(chunk = 5000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.store.expireDue(chunk);
+      total += n;
+      if (n < chunk) return total;
+    }
+  }
+
+  #prepare(
+    target: CommandTarget,
+    req: CommandRequest,
+    params: Params,
+    actor: string | null,
+    batchId: string | null,
+  ): NewCommand | { code: ErrorCode; detail: string } {
+    const { device, enrollmentId } = target;
+    if (!enrollmentId || device.status === 'unenrolled') {
+      return { code: 'device_not_enrolled', detail: `device ${device.id} is ${device.status} and has no management channel` };
+    }
+    const permission = this.platforms.permit(device, req.type, params);
+    if (!permission.allowed) return { code: permission.code, detail: permission.reason };
+    const id = crypto.randomUUID();
+    const ttl = req.expires_in ?? this.opts.defaultTtlSeconds;
+    return {
+      id,
+      device_id: device.id,
+      enrollment_id: enrollmentId,
+      platform: device.platform,
+      type: req.type,
+      params,
+      payload: this.platforms.build(device, { id, type: req.type, params }),
+      priority: req.priority ?? 0,
+      effect: permission.effect ?? null,
+      idempotency_key: batchId ? null : (req.idempotency_key ?? null),
+      batch_id: batchId,
+      requested_by: actor,
+      expires_at: new Date(this.#now().getTime() + ttl * 1000),
+    };
+  }
+
+  #sameRequest(existing: Command, type: string, params: Params): Command {
+    if (existing.type !== type || canonical(existing.params) !== canonical(params)) {
+      throw Errors.idempotencyConflict('this idempotency key was already used for a different command', { command_id: existing.id });
+    }
+    return existing;
+  }
+
+  /** A push failure never fails the request: the command is stored and the device gets it at its next poll. */
+  async #wake(push: () => Promise<void>, context: object): Promise<void> {
+    try {
+      await push();
+    } catch (err) {
+      this.opts.warn?.({ ...context, err }, 'could not schedule push; the device gets the command at its next check-in');
+    }
+  }
+}
+
+/** JSON with sorted keys, so two equal parameter objects compare equal whatever their key order. */
+function canonical(value: Json | Params): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}

@@ -1,0 +1,56 @@
+/**
+ * How a platform plugs into the shared command queue. Each front end (protocols/apple, windows,
+ * android) registers one `PlatformCommands`; the queue itself never knows a wire format.
+ */
+import { Errors } from './errors';
+import type { Command, Device, Json, Params, Platform } from './types';
+
+/** The answer of a permission check. `effect` says what the command will really do (shown to admins). */
+export type Permission =
+  | { allowed: true; effect?: string }
+  | { allowed: false; code: 'command_not_permitted' | 'unknown_command_type' | 'invalid_params'; reason: string };
+
+/** What a device said about a command, in neutral terms. */
+export type CommandOutcome =
+  | { status: 'acknowledged'; result?: Json }
+  | { status: 'error'; error: Json; result?: Json }
+  | { status: 'not_now' };
+
+export interface PlatformCommands {
+  readonly platform: Platform;
+  /** Whether the neutral `type` with `params` may run on this device (platform, ownership, mode, supervision). */
+  permit(device: Device, type: string, params: Params): Permission;
+  /** The wire payload for one command; `command.id` is the id the device echoes back in its report. */
+  build(command: { id: string; type: string; params: Params }, device: Device): string;
+  /** Reads a device's report on a command (already decoded by the protocol codec) into an outcome. */
+  parseResult(report: unknown, command: Command): CommandOutcome;
+}
+
+export class PlatformRegistry {
+  readonly #platforms = new Map<Platform, PlatformCommands>();
+
+  register(commands: PlatformCommands): this {
+    if (this.#platforms.has(commands.platform)) throw new Error(`platform ${commands.platform} registered twice`);
+    this.#platforms.set(commands.platform, commands);
+    return this;
+  }
+
+  get(platform: Platform): PlatformCommands | undefined {
+    return this.#platforms.get(platform);
+  }
+
+  /** The permission check for a device, including "this server does not manage that platform yet". */
+  permit(device: Device, type: string, params: Params): Permission {
+    const commands = this.#platforms.get(device.platform);
+    if (!commands) {
+      return { allowed: false, code: 'command_not_permitted', reason: `this server has no ${device.platform} command support` };
+    }
+    return commands.permit(device, type, params);
+  }
+
+  build(device: Device, command: { id: string; type: string; params: Params }): string {
+    const commands = this.#platforms.get(device.platform);
+    if (!commands) throw Errors.of('command_not_permitted', `this server has no ${device.platform} command support`);
+    return commands.build(command, device);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The express application both listeners serve: operations endpoints, the admin API and the device
+ * front ends (each platform mounts its own router). Security headers, request ids, logging and
+ * latency metrics wrap everything; errors end in the one problem renderer.
+ */
+import express, { type Router } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import { registry } from '../metrics';
+import { requestLogging, routeMetrics } from './logging';
+import { notFoundHandler, problemHandler } from './problem';
+
+export interface AppDeps {
+  logger: Logger;
+  admin: Router;
+  /** Device-facing routers, mounted at the root (their paths are fixed by the protocols). */
+  devices?: Router[];
+  ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('etag', false);
+  app.use(helmet({ contentSecurityPolicy: false }));
+  app.use(requestLogging(deps.logger));
+  app.use(routeMetrics);
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const { ok, checks } = await deps.ready();
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+
+  app.use('/api/v1', deps.admin);
+  for (const router of deps.devices ?? []) app.use(router);
+
+  app.use(notFoundHandler);
+  app.use(problemHandler);
+  return app;
+}

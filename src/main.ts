@@ -1,0 +1,226 @@
+/**
+ * The composition root: config -> storage -> queues -> push -> services -> HTTP -> listeners. This is
+ * the only file that wires concrete parts together; everything else receives what it needs.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { adminRouter } from './admin/router';
+import type { Config } from './config';
+import { CommandService } from './core/commands';
+import { PlatformRegistry } from './core/platforms';
+import { hashSecret, hintOf, newApiToken } from './core/secrets';
+import { WEBHOOK_QUEUE, type WebhookJob } from './events/webhooks';
+import { createApp } from './http/app';
+import { registerQueueDepth } from './metrics';
+import { ensureTlsCertificate, loadOrCreateCa } from './pki/ca';
+import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
+import { PushProviderRegistry } from './push/provider';
+import { createQueueBackend, type QueueBackend } from './queue/backend';
+import { PgCommandStore } from './storage/commands';
+import { createDb, migrate, pingDb, type Db } from './storage/db';
+import { PgDeviceStore } from './storage/devices';
+import { startEmbeddedPostgres } from './storage/embedded';
+import { PgEventStore } from './storage/events';
+import { PgTokenStore } from './storage/tokens';
+import { startWorker, type RunningWorker } from './worker';
+import type express from 'express';
+
+export const VERSION: string = (JSON.parse(fs.readFileSync(path.join(__dirname, findUp('package.json')), 'utf8')) as { version: string }).version;
+
+export interface MooringOptions {
+  logger?: Logger;
+  /** Platform command support (Apple, Windows, Android front ends register here). */
+  platforms?: PlatformRegistry;
+  pushProviders?: PushProviderRegistry;
+  /** Queue namespace (Redis prefix or Postgres schema); tests use one per run. */
+  queueNamespace?: string;
+}
+
+export interface Mooring {
+  config: Config;
+  logger: Logger;
+  db: Db;
+  databaseUrl: string;
+  embedded: boolean;
+  queues: QueueBackend;
+  commands: CommandService;
+  dispatcher: PushDispatcher;
+  devices: PgDeviceStore;
+  events: PgEventStore;
+  tokens: PgTokenStore;
+  app: express.Express;
+  /** The admin token made on this start (first start only), to print once. */
+  newAdminToken?: string;
+  startWorker(overrides?: { relayEveryMs?: number; expireEveryMs?: number }): RunningWorker;
+  stop(): Promise<void>;
+}
+
+export async function createMooring(config: Config, opts: MooringOptions = {}): Promise<Mooring> {
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { service: 'mooring' } });
+  const cleanup: Array<() => Promise<void>> = [];
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres(config.dataDir, config.embeddedPgPort, (m) => logger.debug({ component: 'postgres' }, m));
+      cleanup.unshift(() => embedded.stop());
+      databaseUrl = embedded.connectionString;
+      logger.info({ dir: config.dataDir, created: embedded.created }, 'embedded Postgres running');
+    }
+    const db = createDb(databaseUrl, config.dbPoolMax);
+    cleanup.unshift(() => db.destroy());
+    const applied = await migrate(db);
+    if (applied.length) logger.info({ applied }, 'database migrated');
+
+    const queues = createQueueBackend({ redisUrl: config.redisUrl, databaseUrl, namespace: opts.queueNamespace });
+    cleanup.unshift(() => queues.close());
+    const pushQueue = queues.queue<PushJob>(PUSH_QUEUE);
+    const webhookQueue = queues.queue<WebhookJob>(WEBHOOK_QUEUE);
+    registerQueueDepth({ [PUSH_QUEUE]: pushQueue, [WEBHOOK_QUEUE]: webhookQueue });
+
+    const devices = new PgDeviceStore(db);
+    const events = new PgEventStore(db);
+    const tokens = new PgTokenStore(db);
+    const dispatcher = new PushDispatcher(pushQueue);
+    const providers = opts.pushProviders ?? new PushProviderRegistry();
+    cleanup.unshift(() => providers.close());
+    const commands = new CommandService(new PgCommandStore(db), opts.platforms ?? new PlatformRegistry(), dispatcher, {
+      defaultTtlSeconds: config.commandTtlSeconds,
+      redeliverAfterSeconds: config.redeliverAfterSeconds,
+      notNowRetrySeconds: config.notNowRetrySeconds,
+      warn: (obj, msg) => logger.warn(obj, msg),
+    });
+    const newAdminToken = await bootstrapAdminToken(tokens, db, config.adminToken);
+
+    const admin = adminRouter({ commands, devices, events, tokens, publicUrl: config.publicUrl, bodyLimit: config.adminBodyLimit, version: VERSION });
+    const app = createApp({ logger, admin, ready: () => readiness(db, queues) });
+    const webhookSecret = config.webhookSecret ?? loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'));
+
+    return {
+      config,
+      logger,
+      db,
+      databaseUrl,
+      embedded: !config.databaseUrl,
+      queues,
+      commands,
+      dispatcher,
+      devices,
+      events,
+      tokens,
+      app,
+      newAdminToken,
+      startWorker: (overrides = {}) =>
+        startWorker({
+          logger,
+          queues,
+          pushQueue,
+          webhookQueue,
+          dispatcher,
+          providers,
+          devices,
+          events,
+          commands,
+          webhookUrls: config.webhookUrls,
+          webhookSecret,
+          ...overrides,
+        }),
+      stop: () => runAll(cleanup),
+    };
+  } catch (err) {
+    await runAll(cleanup);
+    throw err;
+  }
+}
+
+/**
+ * Makes sure an admin can get in: `MOORING_ADMIN_TOKEN` is registered as an admin token; with none
+ * configured, the first start creates one and returns it to be printed (only its digest is stored).
+ */
+async function bootstrapAdminToken(tokens: PgTokenStore, db: Db, configured: string | undefined): Promise<string | undefined> {
+  if (configured) {
+    await db('api_tokens')
+      .insert({ name: 'MOORING_ADMIN_TOKEN', role: 'admin', token_hash: hashSecret(configured), hint: hintOf(configured) })
+      .onConflict('token_hash')
+      .ignore();
+    return undefined;
+  }
+  if (await tokens.hasApiTokens()) return undefined;
+  const secret = newApiToken();
+  await tokens.createApiToken({ name: 'bootstrap admin', role: 'admin', secret, hint: hintOf(secret) }, { type: 'api_token.created', actor: 'system:first-start' });
+  return secret;
+}
+
+async function readiness(db: Db, queues: QueueBackend): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const check = async (p: Promise<unknown>) =>
+    Promise.race([p.then(() => 'ok'), new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 2000).unref())]).catch(
+      (err: Error) => `error: ${err.message}`,
+    );
+  const [database, queue] = await Promise.all([check(pingDb(db)), check(queues.ping())]);
+  return { ok: database === 'ok' && queue === 'ok', checks: { database, queue: `${queue} (${queues.kind})` } };
+}
+
+export interface Listeners {
+  http: http.Server;
+  https: https.Server;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the HTTPS listener (asks for, but does not require, a client certificate signed by our CA)
+ * and the plain HTTP one. `close` stops accepting, lets requests in flight finish (10 s at most),
+ * then drops what remains.
+ */
+export async function listen(m: Mooring): Promise<Listeners> {
+  const { config } = m;
+  const ca = await loadOrCreateCa(config.certsDir, (msg) => m.logger.info(msg));
+  const tls = await ensureTlsCertificate(ca, config.certsDir, [config.publicUrl.hostname, 'localhost', '127.0.0.1']);
+  if (tls.issued) m.logger.info({ hosts: [config.publicUrl.hostname, 'localhost', '127.0.0.1'] }, 'issued a new TLS server certificate');
+  const httpsServer = https.createServer({ cert: tls.certPem, key: tls.keyPem, ca: [tls.caPem], requestCert: true, rejectUnauthorized: false }, m.app);
+  const httpServer = http.createServer(m.app);
+  await Promise.all([
+    new Promise<void>((resolve, reject) => httpsServer.once('error', reject).listen(config.httpsPort, config.bind, resolve)),
+    new Promise<void>((resolve, reject) => httpServer.once('error', reject).listen(config.httpPort, config.bind, resolve)),
+  ]);
+  const close = async () => {
+    const force = setTimeout(() => {
+      httpServer.closeAllConnections();
+      httpsServer.closeAllConnections();
+    }, 10_000);
+    await Promise.all([closeServer(httpServer), closeServer(httpsServer)]);
+    clearTimeout(force);
+  };
+  return { http: httpServer, https: httpsServer, close };
+}
+
+function closeServer(server: http.Server | https.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+function loadOrCreateSecret(file: string): string {
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const secret = crypto.randomBytes(32).toString('base64url');
+  fs.writeFileSync(file, secret, { mode: 0o600 });
+  return secret;
+}
+
+async function runAll(steps: Array<() => Promise<void>>): Promise<void> {
+  for (const step of steps) {
+    await step().catch(() => undefined);
+  }
+}
+
+/** package.json relative to this file, from src/ or from dist/src/. */
+function findUp(name: string): string {
+  for (const rel of ['..', '../..']) {
+    if (fs.existsSync(path.join(__dirname, rel, name))) return path.join(rel, name);
+  }
+  return path.join('..', name);
+}

@@ -1,0 +1,129 @@
+/**
+ * The push dispatcher: one BullMQ job per enrollment, coalesced while pending, sent by whichever
+ * provider serves the enrollment's platform, retried with exponential backoff and jitter.
+ *
+ * Jobs on the `push` queue:
+ *   push   { enrollment_id }  wake one channel; deduplicated on the enrollment id
+ *   fanout { batch_id }       expand a bulk command batch into push jobs, in pages
+ */
+import type { PushScheduler } from '../core/commands';
+import type { Enrollment } from '../core/types';
+import { pushOutcomes } from '../metrics';
+import type { QueueHandle } from '../queue/backend';
+import type { PushProviderRegistry, PushResult } from './provider';
+
+export const PUSH_QUEUE = 'push';
+
+export type PushJob = { enrollment_id: string } | { batch_id: string };
+
+/** Retries for transient failures: 2s, 4s, 8s ... (about 8.5 minutes in all), each +/- 50% jitter. */
+export const PUSH_JOB_OPTIONS = {
+  attempts: 9,
+  backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
+  removeOnComplete: true,
+  removeOnFail: 1000,
+} as const;
+
+const FANOUT_PAGE = 1000;
+
+export class PushDispatcher implements PushScheduler {
+  constructor(private readonly queue: QueueHandle<PushJob>) {}
+
+  async push(enrollmentIds: string[], opts: { delayMs?: number } = {}): Promise<void> {
+    const unique = [...new Set(enrollmentIds)];
+    for (let i = 0; i < unique.length; i += FANOUT_PAGE) {
+      await this.queue.addBulk(
+        unique.slice(i, i + FANOUT_PAGE).map((id) => ({
+          name: 'push',
+          data: { enrollment_id: id },
+          opts: {
+            ...PUSH_JOB_OPTIONS,
+            delay: opts.delayMs ?? 0,
+            // While a push for this enrollment waits, another request joins it; an earlier request
+            // pulls a delayed one forward; one arriving mid-send runs once more afterwards.
+            deduplication: { id: `push:${id}`, reschedule: true },
+          },
+        })),
+      );
+    }
+  }
+
+  async pushBatch(batchId: string): Promise<void> {
+    await this.queue.add('fanout', { batch_id: batchId }, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}` });
+  }
+}
+
+export interface PushWorkerDeps {
+  providers: PushProviderRegistry;
+  enrollments: {
+    getEnrollment(id: string): Promise<Enrollment | undefined>;
+    markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean>;
+    enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]>;
+  };
+  dispatcher: PushDispatcher;
+  log: { warn(obj: object, msg: string): void };
+}
+
+/** Thrown for a transient failure so BullMQ retries the job with backoff. */
+export class PushRetryError extends Error {
+  override name = 'PushRetryError';
+}
+
+/** The job processor the `mooring worker` runs on the push queue. */
+export function pushProcessor(deps: PushWorkerDeps) {
+  return async (job: { name: string; data: PushJob }): Promise<string> => {
+    if ('batch_id' in job.data) return fanout(deps, job.data.batch_id);
+    return sendOne(deps, job.data.enrollment_id);
+  };
+}
+
+async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
+  let after: string | null = null;
+  let total = 0;
+  for (;;) {
+    const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE);
+    if (ids.length === 0) return `fanned out ${total}`;
+    await deps.dispatcher.push(ids);
+    total += ids.length;
+    after = ids[ids.length - 1]!;
+  }
+}
+
+async function sendOne(deps: PushWorkerDeps, enrollmentId: string): Promise<string> {
+  const e = await deps.enrollments.getEnrollment(enrollmentId);
+  if (!e || e.status === 'unenrolled' || !e.push_token || e.push_token_dead_at) {
+    pushOutcomes.inc({ platform: e?.platform ?? 'unknown', outcome: 'no_token' });
+    return 'no_token';
+  }
+  const provider = deps.providers.get(e.platform);
+  if (!provider) {
+    pushOutcomes.inc({ platform: e.platform, outcome: 'no_provider' });
+    return 'no_provider';
+  }
+  let result: PushResult;
+  try {
+    result = await provider.send({
+      enrollmentId: e.id,
+      deviceId: e.device_id,
+      platform: e.platform,
+      token: e.push_token,
+      topic: e.push_topic,
+      pushMagic: e.push_magic,
+    });
+  } catch (err) {
+    result = { outcome: 'retry', reason: (err as Error).message };
+  }
+  pushOutcomes.inc({ platform: e.platform, outcome: result.outcome });
+  switch (result.outcome) {
+    case 'sent':
+      return 'sent';
+    case 'dead_token':
+      await deps.enrollments.markPushTokenDead(e.id, result.reason);
+      return 'dead_token';
+    case 'failed':
+      deps.log.warn({ enrollment_id: e.id, reason: result.reason }, 'push refused; not retrying');
+      return 'failed';
+    case 'retry':
+      throw new PushRetryError(result.reason);
+  }
+}

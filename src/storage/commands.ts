@@ -1,0 +1,214 @@
+/**
+ * The command queue in Postgres. Every state change is one statement (or one transaction) that also
+ * writes its audit event, so a crash never leaves a command without its trail.
+ */
+import type { BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult } from '../core/commands';
+import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { CommandOutcome } from '../core/platforms';
+import type { Command, Device, EventInput } from '../core/types';
+import type { Db } from './db';
+import { eventRow } from './events';
+
+/** Rows per INSERT ... SELECT FROM unnest(...) statement: 100,000 commands are five statements. */
+const INSERT_CHUNK = 20_000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class PgCommandStore implements CommandStore {
+  constructor(private readonly db: Db) {}
+
+  /** Each device with its device-channel enrollment (the newest live one), in one query. */
+  async loadTargets(deviceIds: string[]): Promise<Map<string, CommandTarget>> {
+    const ids = deviceIds.filter((id) => UUID.test(id));
+    const out = new Map<string, CommandTarget>();
+    if (ids.length === 0) return out;
+    const { rows } = await this.db.raw<{ rows: Array<Device & { enrollment_id: string | null }> }>(
+      `SELECT d.*, e.id AS enrollment_id
+         FROM devices d
+         LEFT JOIN LATERAL (
+           SELECT id FROM enrollments
+            WHERE device_id = d.id AND channel_type = 'device' AND status <> 'unenrolled'
+            ORDER BY created_at DESC LIMIT 1
+         ) e ON true
+        WHERE d.id = ANY(?::uuid[])`,
+      [ids],
+    );
+    for (const { enrollment_id, ...device } of rows) out.set(device.id, { device, enrollmentId: enrollment_id });
+    return out;
+  }
+
+  async insertOne(command: NewCommand, event: EventInput): Promise<Command> {
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx<Command>('commands').insert(toRow(command)).returning('*');
+      await trx('events').insert(eventRow(event));
+      return row as Command;
+    });
+  }
+
+  async insertBatch(batch: NewBatch, commands: NewCommand[], response: BulkResult, event: EventInput): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('command_batches').insert({
+        ...batch,
+        params: JSON.stringify(batch.params),
+        accepted: response.accepted.length,
+        rejected: response.rejected.length,
+        response: JSON.stringify(response),
+      });
+      const params = JSON.stringify(batch.params);
+      for (let i = 0; i < commands.length; i += INSERT_CHUNK) {
+        const chunk = commands.slice(i, i + INSERT_CHUNK);
+        // Per-row values travel as arrays; values shared by the whole batch are plain parameters.
+        await trx.raw(
+          `INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
+                                 type, params, priority, batch_id, requested_by, expires_at)
+           SELECT u.id, u.device_id, u.enrollment_id, u.platform, u.payload, u.effect,
+                  ?, ?::jsonb, ?, ?, ?, ?
+             FROM unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[])
+                  AS u(id, device_id, enrollment_id, platform, payload, effect)`,
+          [
+            batch.type,
+            params,
+            chunk[0]!.priority,
+            batch.id,
+            batch.requested_by,
+            chunk[0]!.expires_at,
+            chunk.map((c) => c.id),
+            chunk.map((c) => c.device_id),
+            chunk.map((c) => c.enrollment_id),
+            chunk.map((c) => c.platform),
+            chunk.map((c) => c.payload),
+            chunk.map((c) => c.effect),
+          ] as never,
+        );
+      }
+      await trx('events').insert(eventRow(event));
+    });
+  }
+
+  async findByIdempotencyKey(deviceId: string, key: string): Promise<Command | undefined> {
+    return this.db<Command>('commands').where({ device_id: deviceId, idempotency_key: key }).first();
+  }
+
+  async findBatchResponse(idempotencyKey: string): Promise<BulkResult | undefined> {
+    const row = await this.db('command_batches').where({ idempotency_key: idempotencyKey }).first('response');
+    return row?.response as BulkResult | undefined;
+  }
+
+  async get(id: string): Promise<Command | undefined> {
+    if (!UUID.test(id)) return undefined;
+    return this.db<Command>('commands').where({ id }).first();
+  }
+
+  async listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>> {
+    const q = this.db<Command>('commands').where({ device_id: deviceId }).orderBy('seq', 'desc').limit(page.limit + 1);
+    if (page.cursor) q.where('seq', '<', Number(decodeCursor(page.cursor, 1)[0]));
+    return toPage(await q, page.limit, (c) => [c.seq]);
+  }
+
+  /**
+   * Picks the first deliverable command of the enrollment, by priority then arrival, and marks it sent
+   * in the same statement. SKIP LOCKED lets concurrent polls (other nodes, a retrying device) each take
+   * a different command instead of waiting, so no command is handed out twice.
+   * Deliverable: queued; not_now unless the device just said NotNow; sent but never reported for longer
+   * than the redelivery window. Never anything past `expires_at`.
+   */
+  async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; redeliverBefore: Date }): Promise<Command | undefined> {
+    const { rows } = await this.db.raw<{ rows: Command[] }>(
+      `UPDATE commands c
+          SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
+         FROM (SELECT id FROM commands
+                WHERE enrollment_id = ?
+                  AND (status = 'queued'
+                       OR (status = 'not_now' AND NOT ?)
+                       OR (status = 'sent' AND sent_at < ?))
+                  AND (expires_at IS NULL OR expires_at > now())
+                ORDER BY priority DESC, seq
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED) pick
+        WHERE c.id = pick.id
+        RETURNING c.*`,
+      [enrollmentId, opts.skipNotNow, opts.redeliverBefore],
+    );
+    return rows[0];
+  }
+
+  /**
+   * Applies a report in one statement with its event. Only a command that is sent (or not_now, for a
+   * late final answer) on this very enrollment changes; anything else, a repeat included, is a no-op.
+   */
+  async applyOutcome(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult> {
+    if (!UUID.test(commandId)) return { changed: false, command: undefined };
+    const set =
+      outcome.status === 'not_now'
+        ? `status = 'not_now', not_now_count = c.not_now_count + 1, not_now_at = coalesce(c.not_now_at, now())`
+        : `status = ?, result = ?::jsonb, error = ?::jsonb, completed_at = now()`;
+    const setArgs =
+      outcome.status === 'not_now'
+        ? []
+        : [outcome.status, json(outcome.result), json(outcome.status === 'error' ? outcome.error : undefined)];
+    // A NotNow is news only for a command the device was just handed; final answers also close not_now.
+    const from = outcome.status === 'not_now' ? `('sent')` : `('sent', 'not_now')`;
+    const { rows } = await this.db.raw<{ rows: Command[] }>(
+      `WITH changed AS (
+         UPDATE commands c SET ${set}
+          WHERE c.id = ? AND c.enrollment_id = ? AND c.status IN ${from}
+          RETURNING c.*
+       ), ev AS (
+         INSERT INTO events (type, device_id, command_id, data)
+         SELECT 'command.' || status, device_id, id, jsonb_build_object('type', type)
+           FROM changed
+       )
+       SELECT * FROM changed`,
+      [...setArgs, commandId, enrollmentId],
+    );
+    if (rows[0]) return { changed: true, command: rows[0] };
+    const current = await this.db<Command>('commands').where({ id: commandId, enrollment_id: enrollmentId }).first();
+    return { changed: false, command: current };
+  }
+
+  async cancel(id: string, actor: string | null): Promise<{ command: Command | undefined; canceled: boolean }> {
+    if (!UUID.test(id)) return { command: undefined, canceled: false };
+    const { rows } = await this.db.raw<{ rows: Command[] }>(
+      `WITH changed AS (
+         UPDATE commands SET status = 'canceled', canceled_at = now()
+          WHERE id = ? AND status IN ('queued', 'not_now')
+          RETURNING *
+       ), ev AS (
+         INSERT INTO events (type, device_id, command_id, actor, data)
+         SELECT 'command.canceled', device_id, id, ?, jsonb_build_object('type', type) FROM changed
+       )
+       SELECT * FROM changed`,
+      [id, actor],
+    );
+    if (rows[0]) return { command: rows[0], canceled: true };
+    return { command: await this.get(id), canceled: false };
+  }
+
+  async expireDue(limit: number): Promise<number> {
+    const { rows } = await this.db.raw<{ rows: Array<{ n: number }> }>(
+      `WITH due AS (
+         SELECT id FROM commands
+          WHERE status IN ('queued', 'not_now') AND expires_at <= now()
+          LIMIT ? FOR UPDATE SKIP LOCKED
+       ), changed AS (
+         UPDATE commands c SET status = 'expired', expired_at = now()
+           FROM due WHERE c.id = due.id
+          RETURNING c.id, c.device_id, c.type
+       ), ev AS (
+         INSERT INTO events (type, device_id, command_id, data)
+         SELECT 'command.expired', device_id, id, jsonb_build_object('type', type) FROM changed
+       )
+       SELECT count(*)::int AS n FROM changed`,
+      [limit],
+    );
+    return rows[0]?.n ?? 0;
+  }
+}
+
+function toRow(c: NewCommand): Record<string, unknown> {
+  return { ...c, params: JSON.stringify(c.params) };
+}
+
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}

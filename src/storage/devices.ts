@@ -1,0 +1,85 @@
+/** Devices and their enrollments (management channels). */
+import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
+import type { Db } from './db';
+
+export interface DeviceFilter {
+  platform?: Platform;
+  status?: DeviceStatus;
+  /** Free text: matches name, serial number, UDID, IMEI, hardware id, model or user (case-insensitive). */
+  q?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class PgDeviceStore {
+  constructor(private readonly db: Db) {}
+
+  async get(id: string): Promise<Device | undefined> {
+    if (!UUID.test(id)) return undefined;
+    return this.db<Device>('devices').where({ id }).first();
+  }
+
+  /** Newest first, keyset-paginated on (created_at, id). */
+  async list(filter: DeviceFilter, page: PageRequest): Promise<Page<Device>> {
+    const q = this.db<Device>('devices').orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit + 1);
+    if (filter.platform) q.where('platform', filter.platform);
+    if (filter.status) q.where('status', filter.status);
+    if (filter.q) {
+      const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q.where((w) => {
+        for (const col of ['name', 'serial_number', 'udid', 'imei', 'hardware_id', 'model', 'user_ref']) w.orWhereILike(col, like);
+      });
+    }
+    if (page.cursor) {
+      const [at, id] = decodeCursor(page.cursor, 2);
+      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
+    }
+    return toPage(await q, page.limit, (d) => [d.created_at.toISOString(), d.id]);
+  }
+
+  /** Creates a device with one enrollment; used by the enrollment front ends (and tests). */
+  async create(device: Partial<Device> & Pick<Device, 'platform'>, enrollment: Partial<Enrollment> & Pick<Enrollment, 'channel_key'>): Promise<{ device: Device; enrollment: Enrollment }> {
+    return this.db.transaction(async (trx) => {
+      const [d] = await trx<Device>('devices')
+        .insert({ ...device, inventory: JSON.stringify(device.inventory ?? {}) as never })
+        .returning('*');
+      const [e] = await trx<Enrollment>('enrollments')
+        .insert({ platform: device.platform, status: device.status === 'enrolled' ? 'enrolled' : 'pending', ...enrollment, device_id: d!.id })
+        .returning('*');
+      return { device: d as Device, enrollment: e as Enrollment };
+    });
+  }
+
+  async getEnrollment(id: string): Promise<Enrollment | undefined> {
+    if (!UUID.test(id)) return undefined;
+    return this.db<Enrollment>('enrollments').where({ id }).first();
+  }
+
+  /** Push targets for a set of enrollments (live push token, not marked dead). */
+  async pushTargets(enrollmentIds: string[]): Promise<Enrollment[]> {
+    if (enrollmentIds.length === 0) return [];
+    return this.db<Enrollment>('enrollments').whereIn('id', enrollmentIds);
+  }
+
+  /** Marks a push token dead (APNs Unregistered, FCM UNREGISTERED) with an event, once. */
+  async markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean> {
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx<Enrollment>('enrollments')
+        .where({ id: enrollmentId })
+        .whereNull('push_token_dead_at')
+        .update({ push_token_dead_at: trx.fn.now() as never, updated_at: trx.fn.now() as never })
+        .returning(['id', 'device_id']);
+      if (!row) return false;
+      await trx('events').insert({ type: 'push.token_dead', device_id: row.device_id, data: JSON.stringify({ enrollment_id: enrollmentId, reason }) });
+      return true;
+    });
+  }
+
+  /** Enrollment ids that have commands in a bulk batch (for the push fan-out). */
+  async enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]> {
+    const q = this.db('commands').distinct('enrollment_id').where({ batch_id: batchId }).orderBy('enrollment_id').limit(limit);
+    if (afterId) q.where('enrollment_id', '>', afterId);
+    return (await q).map((r: { enrollment_id: string }) => r.enrollment_id);
+  }
+}

@@ -1,0 +1,163 @@
+/** API tokens and enrollment tokens; only digests of the secrets are stored. */
+import { Errors } from '../core/errors';
+import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
+import type { EventInput, Platform, Role } from '../core/types';
+import type { Db } from './db';
+import { eventRow } from './events';
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  role: Role;
+  hint: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+export interface EnrollmentToken {
+  id: string;
+  platform: Platform;
+  hint: string;
+  policy_id: string | null;
+  ownership: 'corporate' | 'personal' | 'unknown';
+  allow_personal_usage: string | null;
+  user_ref: string | null;
+  one_time: boolean;
+  max_uses: number | null;
+  uses: number;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  created_by: string | null;
+  created_at: Date;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
+const ENROLLMENT_TOKEN_COLUMNS: string[] = [
+  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'user_ref',
+  'one_time', 'max_uses', 'uses', 'expires_at', 'revoked_at', 'created_by', 'created_at',
+];
+
+export class PgTokenStore {
+  constructor(private readonly db: Db) {}
+
+  // ---- API tokens ----
+
+  async createApiToken(input: { name: string; role: Role; secret: string; hint: string }, event: EventInput): Promise<ApiToken> {
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx('api_tokens')
+        .insert({ name: input.name, role: input.role, token_hash: hashSecret(input.secret), hint: input.hint })
+        .returning(API_TOKEN_COLUMNS);
+      await trx('events').insert(eventRow({ ...event, data: { ...event.data, api_token_id: row.id, role: input.role } }));
+      return row as ApiToken;
+    });
+  }
+
+  /** The live token with this secret, touching `last_used_at` at most once a minute. */
+  async authenticate(secret: string): Promise<ApiToken | undefined> {
+    const row = (await this.db('api_tokens')
+      .select(API_TOKEN_COLUMNS)
+      .where({ token_hash: hashSecret(secret) })
+      .whereNull('revoked_at')
+      .first()) as ApiToken | undefined;
+    if (row && (!row.last_used_at || Date.now() - row.last_used_at.getTime() > 60_000)) {
+      await this.db('api_tokens').where({ id: row.id }).update({ last_used_at: this.db.fn.now() });
+    }
+    return row;
+  }
+
+  async hasApiTokens(): Promise<boolean> {
+    return Boolean(await this.db('api_tokens').first('id'));
+  }
+
+  async listApiTokens(page: PageRequest): Promise<Page<ApiToken>> {
+    const q = this.db('api_tokens').select<ApiToken[]>(API_TOKEN_COLUMNS).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit + 1);
+    if (page.cursor) {
+      const [at, id] = decodeCursor(page.cursor, 2);
+      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
+    }
+    return toPage(await q, page.limit, (t) => [t.created_at.toISOString(), t.id]);
+  }
+
+  async revokeApiToken(id: string, actor: string | null): Promise<ApiToken> {
+    if (!UUID.test(id)) throw Errors.apiTokenNotFound(id);
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx('api_tokens').where({ id }).update({ revoked_at: trx.raw('coalesce(revoked_at, now())') }).returning(API_TOKEN_COLUMNS);
+      if (!row) throw Errors.apiTokenNotFound(id);
+      await trx('events').insert(eventRow({ type: 'api_token.revoked', actor, data: { api_token_id: id } }));
+      return row as ApiToken;
+    });
+  }
+
+  // ---- Enrollment tokens ----
+
+  async createEnrollmentToken(
+    input: Omit<EnrollmentToken, 'id' | 'uses' | 'revoked_at' | 'created_at' | 'hint'> & { secret: string; hint: string },
+    event: EventInput,
+  ): Promise<EnrollmentToken> {
+    const { secret, ...rest } = input;
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx('enrollment_tokens')
+        .insert({ ...rest, token_hash: hashSecret(secret) })
+        .returning(ENROLLMENT_TOKEN_COLUMNS);
+      await trx('events').insert(eventRow({ ...event, data: { ...event.data, enrollment_token_id: row.id, platform: input.platform } }));
+      return row as EnrollmentToken;
+    });
+  }
+
+  async getEnrollmentToken(id: string): Promise<EnrollmentToken | undefined> {
+    if (!UUID.test(id)) return undefined;
+    return (await this.db('enrollment_tokens').select(ENROLLMENT_TOKEN_COLUMNS).where({ id }).first()) as EnrollmentToken | undefined;
+  }
+
+  async listEnrollmentTokens(filter: { platform?: Platform }, page: PageRequest): Promise<Page<EnrollmentToken>> {
+    const q = this.db('enrollment_tokens')
+      .select<EnrollmentToken[]>(ENROLLMENT_TOKEN_COLUMNS)
+      .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
+      .limit(page.limit + 1);
+    if (filter.platform) q.where('platform', filter.platform);
+    if (page.cursor) {
+      const [at, id] = decodeCursor(page.cursor, 2);
+      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
+    }
+    return toPage(await q, page.limit, (t) => [t.created_at.toISOString(), t.id]);
+  }
+
+  /** Revokes a token; enrolled devices are untouched (they hold their own credentials). */
+  async revokeEnrollmentToken(id: string, actor: string | null): Promise<EnrollmentToken> {
+    if (!UUID.test(id)) throw Errors.enrollmentTokenNotFound(id);
+    return this.db.transaction(async (trx) => {
+      const [row] = await trx('enrollment_tokens')
+        .where({ id })
+        .update({ revoked_at: trx.raw('coalesce(revoked_at, now())') })
+        .returning(ENROLLMENT_TOKEN_COLUMNS);
+      if (!row) throw Errors.enrollmentTokenNotFound(id);
+      await trx('events').insert(eventRow({ type: 'enrollment_token.revoked', actor, data: { enrollment_token_id: id } }));
+      return row as EnrollmentToken;
+    });
+  }
+
+  /**
+   * Spends one use of an enrollment token for `platform`, atomically: refuses (with a stable code) a
+   * token that is unknown, for another platform, revoked, expired or used up.
+   */
+  async redeemEnrollmentToken(secret: string, platform: Platform): Promise<EnrollmentToken> {
+    const hash = hashSecret(normalizeEnrollmentToken(secret));
+    const [row] = await this.db('enrollment_tokens')
+      .where({ token_hash: hash, platform })
+      .whereNull('revoked_at')
+      .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', this.db.fn.now()))
+      .where((w) => w.where('one_time', false).orWhere('uses', 0))
+      .where((w) => w.whereNull('max_uses').orWhereRaw('uses < max_uses'))
+      .increment('uses', 1)
+      .returning(ENROLLMENT_TOKEN_COLUMNS);
+    if (row) return row as EnrollmentToken;
+    const found = (await this.db('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
+    if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
+    if (found.revoked_at) throw Errors.of('token_revoked', 'this enrollment token was revoked');
+    if (found.expires_at && found.expires_at <= new Date()) throw Errors.of('token_expired', 'this enrollment token has expired');
+    throw Errors.of('token_used_up', 'this enrollment token has been used up');
+  }
+}

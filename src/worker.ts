@@ -1,0 +1,91 @@
+/**
+ * The background work `mooring worker` runs (and `serve` in embedded mode): push delivery, webhook
+ * delivery, the outbox relay and the command-expiry sweep. Every part is safe to run in several
+ * processes at once: BullMQ hands each job to one worker, and the sweeps claim rows with SKIP LOCKED.
+ */
+import type { Logger } from 'pino';
+import type { CommandService } from './core/commands';
+import { WEBHOOK_QUEUE, webhookProcessor, webhookPublisher, type WebhookJob } from './events/webhooks';
+import { PUSH_QUEUE, pushProcessor, type PushDispatcher, type PushJob } from './push/dispatcher';
+import type { PushProviderRegistry } from './push/provider';
+import type { QueueBackend, QueueHandle, WorkerHandle } from './queue/backend';
+import type { PgDeviceStore } from './storage/devices';
+import type { PgEventStore } from './storage/events';
+
+export interface WorkerDeps {
+  logger: Logger;
+  queues: QueueBackend;
+  pushQueue: QueueHandle<PushJob>;
+  webhookQueue: QueueHandle<WebhookJob>;
+  dispatcher: PushDispatcher;
+  providers: PushProviderRegistry;
+  devices: PgDeviceStore;
+  events: PgEventStore;
+  commands: CommandService;
+  webhookUrls: string[];
+  webhookSecret: string;
+  /** How often the outbox relay and expiry sweep run (ms). */
+  relayEveryMs?: number;
+  expireEveryMs?: number;
+  concurrency?: number;
+}
+
+export interface RunningWorker {
+  stop(): Promise<void>;
+}
+
+export function startWorker(deps: WorkerDeps): RunningWorker {
+  const log = deps.logger.child({ component: 'worker' });
+  const workers: WorkerHandle[] = [
+    deps.queues.worker<PushJob>(
+      PUSH_QUEUE,
+      pushProcessor({ providers: deps.providers, enrollments: deps.devices, dispatcher: deps.dispatcher, log }) as never,
+      { concurrency: deps.concurrency ?? 20 },
+    ),
+    deps.queues.worker<WebhookJob>(WEBHOOK_QUEUE, webhookProcessor(deps.webhookSecret) as never, { concurrency: 10 }),
+  ];
+  for (const w of workers) {
+    w.on('failed', (job, err) => log.warn({ job: job?.id, queue: job?.queueName, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
+  }
+  const publish = webhookPublisher(deps.webhookQueue, deps.webhookUrls);
+  const loops = [
+    every(deps.relayEveryMs ?? 1000, log, 'outbox relay', async () => {
+      while ((await deps.events.relay(500, publish)) === 500);
+    }),
+    every(deps.expireEveryMs ?? 60_000, log, 'command expiry', async () => {
+      const n = await deps.commands.expireDue();
+      if (n > 0) log.info({ expired: n }, 'expired undelivered commands');
+    }),
+  ];
+  log.info({ webhooks: deps.webhookUrls.length, backend: deps.queues.kind }, 'worker started');
+  return {
+    async stop() {
+      await Promise.all(loops.map((l) => l.stop()));
+      await Promise.all(workers.map((w) => w.close())); // waits for jobs in progress
+      log.info('worker stopped');
+    },
+  };
+}
+
+/** Runs `task` every `ms`, never overlapping itself; `stop` waits for a run in progress. */
+function every(ms: number, log: Logger, name: string, task: () => Promise<void>): { stop(): Promise<void> } {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const tick = () => {
+    running = task()
+      .catch((err: unknown) => log.warn({ err }, `${name} failed; will retry`))
+      .finally(() => {
+        running = undefined;
+        if (!stopped) timer = setTimeout(tick, ms);
+      });
+  };
+  timer = setTimeout(tick, Math.min(ms, 250));
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}
