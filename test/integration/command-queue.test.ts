@@ -1,0 +1,188 @@
+/**
+ * The shared command queue against real Postgres: ordering, NotNow, idempotent reports, cancel,
+ * expiry, redelivery and idempotency keys, driven through CommandService as the front ends will.
+ */
+import crypto from 'node:crypto';
+import { startTestServer, type TestServer } from '../helpers/server';
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startTestServer();
+});
+afterAll(() => s.stop());
+
+const enqueue = (deviceId: string, type: string, extra: Record<string, unknown> = {}) =>
+  s.m.commands.enqueue(deviceId, { type, ...extra }, 'test').then((r) => r.command);
+
+describe('next command', () => {
+  it('hands commands out by priority, then in arrival order, each once', async () => {
+    const { device, enrollment } = await s.device();
+    const a = await enqueue(device.id, 'device_info');
+    const b = await enqueue(device.id, 'restart');
+    const urgent = await enqueue(device.id, 'lock', { priority: 10 });
+    const order: string[] = [];
+    for (let next = await s.m.commands.next(enrollment.id); next; next = await s.m.commands.next(enrollment.id)) order.push(next.id);
+    expect(order).toEqual([urgent.id, a.id, b.id]);
+    expect((await s.m.commands.get(a.id)).status).toBe('sent');
+    expect((await s.m.commands.get(a.id)).attempts).toBe(1);
+  });
+
+  it('never hands one enrollment another enrollment\'s commands', async () => {
+    const one = await s.device();
+    const two = await s.device();
+    await enqueue(one.device.id, 'lock');
+    expect(await s.m.commands.next(two.enrollment.id)).toBeUndefined();
+    expect((await s.m.commands.next(one.enrollment.id))?.device_id).toBe(one.device.id);
+  });
+
+  it('does not deliver an expired command, and the sweep marks it expired', async () => {
+    const { device, enrollment } = await s.device();
+    const c = await enqueue(device.id, 'lock');
+    await s.m.db('commands').where({ id: c.id }).update({ expires_at: new Date(Date.now() - 1000) });
+    expect(await s.m.commands.next(enrollment.id)).toBeUndefined();
+    expect(await s.m.commands.expireDue()).toBeGreaterThanOrEqual(1);
+    const after = await s.m.commands.get(c.id);
+    expect(after.status).toBe('expired');
+    expect(after.expired_at).not.toBeNull();
+    const events = await s.m.events.list({ device_id: device.id, type: 'command.expired' }, { limit: 10 });
+    expect(events.items.map((e) => e.command_id)).toContain(c.id);
+  });
+
+  it('hands a sent but unreported command out again after the redelivery window', async () => {
+    const { device, enrollment } = await s.device();
+    const c = await enqueue(device.id, 'lock');
+    expect((await s.m.commands.next(enrollment.id))?.id).toBe(c.id);
+    expect(await s.m.commands.next(enrollment.id)).toBeUndefined();
+    await s.m.db('commands').where({ id: c.id }).update({ sent_at: new Date(Date.now() - (s.config.redeliverAfterSeconds + 5) * 1000) });
+    const again = await s.m.commands.next(enrollment.id);
+    expect(again?.id).toBe(c.id);
+    expect(again?.attempts).toBe(2);
+  });
+});
+
+describe('reports', () => {
+  it('records an acknowledgement once; a repeat changes nothing', async () => {
+    const { device, enrollment } = await s.device();
+    const c = await enqueue(device.id, 'device_info');
+    await s.m.commands.next(enrollment.id);
+    const first = await s.m.commands.report(enrollment.id, c.id, { status: 'acknowledged', result: { battery: 0.5 } });
+    expect(first.changed).toBe(true);
+    expect(first.command?.status).toBe('acknowledged');
+    const repeat = await s.m.commands.report(enrollment.id, c.id, { status: 'error', error: 'late' });
+    expect(repeat.changed).toBe(false);
+    const stored = await s.m.commands.get(c.id);
+    expect(stored.status).toBe('acknowledged');
+    expect(stored.result).toEqual({ battery: 0.5 });
+    expect(stored.error).toBeNull();
+    const events = await s.m.events.list({ device_id: device.id, type: 'command.acknowledged' }, { limit: 10 });
+    expect(events.items).toHaveLength(1);
+  });
+
+  it('ignores a report from an enrollment the command does not belong to', async () => {
+    const owner = await s.device();
+    const other = await s.device();
+    const c = await enqueue(owner.device.id, 'lock');
+    await s.m.commands.next(owner.enrollment.id);
+    const r = await s.m.commands.report(other.enrollment.id, c.id, { status: 'acknowledged' });
+    expect(r).toEqual({ changed: false, command: undefined });
+    expect((await s.m.commands.get(c.id)).status).toBe('sent');
+  });
+
+  it('keeps a NotNow command, hands out the next other one, and returns it at the next idle poll', async () => {
+    const { device, enrollment } = await s.device();
+    const first = await enqueue(device.id, 'device_info');
+    const second = await enqueue(device.id, 'restart');
+    expect((await s.m.commands.next(enrollment.id))?.id).toBe(first.id);
+    const notNow = await s.m.commands.report(enrollment.id, first.id, { status: 'not_now' });
+    expect(notNow.changed).toBe(true);
+    expect(notNow.command?.status).toBe('not_now');
+    // Right after NotNow the device gets the next other command...
+    expect((await s.m.commands.next(enrollment.id, { skipNotNow: true }))?.id).toBe(second.id);
+    await s.m.commands.report(enrollment.id, second.id, { status: 'acknowledged' });
+    expect(await s.m.commands.next(enrollment.id, { skipNotNow: true })).toBeUndefined();
+    // ...and the NotNow'd one comes back when it is idle again.
+    const back = await s.m.commands.next(enrollment.id);
+    expect(back?.id).toBe(first.id);
+    expect(back?.not_now_count).toBe(1);
+    await s.m.commands.report(enrollment.id, first.id, { status: 'acknowledged' });
+    expect((await s.m.commands.get(first.id)).status).toBe('acknowledged');
+  });
+});
+
+describe('cancel', () => {
+  it('cancels a queued command and refuses once it was sent', async () => {
+    const { device, enrollment } = await s.device();
+    const queued = await enqueue(device.id, 'lock');
+    expect((await s.m.commands.cancel(queued.id, 'test')).status).toBe('canceled');
+    expect(await s.m.commands.next(enrollment.id)).toBeUndefined();
+    const sent = await enqueue(device.id, 'lock');
+    await s.m.commands.next(enrollment.id);
+    await expect(s.m.commands.cancel(sent.id, 'test')).rejects.toMatchObject({ code: 'command_not_cancelable', status: 409 });
+  });
+});
+
+describe('idempotency keys', () => {
+  it('returns the first command for a repeated key and refuses the key for a different command', async () => {
+    const { device } = await s.device();
+    const one = await s.m.commands.enqueue(device.id, { type: 'lock', params: { message: 'hi', pin: '1' }, idempotency_key: 'k1' }, 'test');
+    const two = await s.m.commands.enqueue(device.id, { type: 'lock', params: { pin: '1', message: 'hi' }, idempotency_key: 'k1' }, 'test');
+    expect(one.created).toBe(true);
+    expect(two.created).toBe(false);
+    expect(two.command.id).toBe(one.command.id);
+    await expect(s.m.commands.enqueue(device.id, { type: 'restart', idempotency_key: 'k1' }, 'test')).rejects.toMatchObject({ code: 'idempotency_conflict' });
+    const { count } = (await s.m.db('commands').where({ device_id: device.id }).count('* as count').first()) as { count: string };
+    expect(Number(count)).toBe(1);
+  });
+
+  it('answers concurrent requests with one key with one command', async () => {
+    const { device } = await s.device();
+    const results = await Promise.all(Array.from({ length: 8 }, () => s.m.commands.enqueue(device.id, { type: 'lock', idempotency_key: 'race' }, 'test')));
+    expect(new Set(results.map((r) => r.command.id)).size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+  });
+});
+
+describe('bulk', () => {
+  it('queues for the known devices and reports the rest, all in one batch', async () => {
+    const a = await s.device();
+    const b = await s.device({ ownership: 'personal' });
+    const gone = await s.device({ status: 'unenrolled' });
+    const missing = '00000000-0000-4000-8000-000000000000';
+    const result = await s.m.commands.enqueueBulk([a.device.id, b.device.id, gone.device.id, missing, 'not-a-uuid', a.device.id], { type: 'lost_mode_on' }, 'test');
+    expect(result.accepted).toEqual([a.device.id]);
+    expect(result.rejected).toEqual([
+      expect.objectContaining({ device_id: b.device.id, code: 'command_not_permitted' }),
+      expect.objectContaining({ device_id: gone.device.id, code: 'device_not_enrolled' }),
+      expect.objectContaining({ device_id: missing, code: 'device_not_found' }),
+      expect.objectContaining({ device_id: 'not-a-uuid', code: 'device_not_found' }),
+    ]);
+    const rows = await s.m.db('commands').where({ batch_id: result.batch_id });
+    expect(rows).toHaveLength(1);
+    expect(rows[0].device_id).toBe(a.device.id);
+  });
+
+  it('replays the first answer for a repeated idempotency key', async () => {
+    const a = await s.device();
+    const first = await s.m.commands.enqueueBulk([a.device.id], { type: 'lock', idempotency_key: 'bulk-1' }, 'test');
+    const again = await s.m.commands.enqueueBulk([a.device.id], { type: 'lock', idempotency_key: 'bulk-1' }, 'test');
+    expect(again).toEqual(first);
+    expect(await s.m.db('commands').where({ device_id: a.device.id })).toHaveLength(1);
+  });
+
+  it('writes nothing when the transaction fails half way', async () => {
+    const a = await s.device();
+    const b = await s.device();
+    const before = await s.m.db('commands').count('* as n').first();
+    // A batch id that already exists makes the batch insert fail after validation passed.
+    const original = crypto.randomUUID;
+    const fixed = '11111111-1111-4111-8111-111111111111';
+    await s.m.db('command_batches').insert({ id: fixed, type: 'lock' });
+    (crypto as { randomUUID: () => string }).randomUUID = () => fixed;
+    try {
+      await expect(s.m.commands.enqueueBulk([a.device.id, b.device.id], { type: 'lock' }, 'test')).rejects.toThrow();
+    } finally {
+      (crypto as { randomUUID: () => string }).randomUUID = original;
+    }
+    expect(await s.m.db('commands').count('* as n').first()).toEqual(before);
+  });
+});
