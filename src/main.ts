@@ -38,6 +38,8 @@ export interface MooringOptions {
   pushProviders?: PushProviderRegistry;
   /** Queue namespace (Redis prefix or Postgres schema); tests use one per run. */
   queueNamespace?: string;
+  /** Base delay of the exponential backoff for push and webhook retries (ms); tests shorten it. */
+  retryDelayMs?: number;
 }
 
 export interface Mooring {
@@ -84,7 +86,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const devices = new PgDeviceStore(db);
     const events = new PgEventStore(db);
     const tokens = new PgTokenStore(db);
-    const dispatcher = new PushDispatcher(pushQueue);
+    const dispatcher = new PushDispatcher(pushQueue, { retryDelayMs: opts.retryDelayMs });
     const providers = opts.pushProviders ?? new PushProviderRegistry();
     cleanup.unshift(() => providers.close());
     const commands = new CommandService(new PgCommandStore(db), opts.platforms ?? new PlatformRegistry(), dispatcher, {
@@ -126,6 +128,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
           commands,
           webhookUrls: config.webhookUrls,
           webhookSecret,
+          webhookRetryDelayMs: opts.retryDelayMs,
           ...overrides,
         }),
       stop: () => runAll(cleanup),

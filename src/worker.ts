@@ -28,6 +28,8 @@ export interface WorkerDeps {
   relayEveryMs?: number;
   expireEveryMs?: number;
   concurrency?: number;
+  /** Base delay of the exponential backoff for webhook retries (ms). */
+  webhookRetryDelayMs?: number;
 }
 
 export interface RunningWorker {
@@ -47,7 +49,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   for (const w of workers) {
     w.on('failed', (job, err) => log.warn({ job: job?.id, queue: job?.queueName, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
   }
-  const publish = webhookPublisher(deps.webhookQueue, deps.webhookUrls);
+  const publish = webhookPublisher(deps.webhookQueue, deps.webhookUrls, deps.webhookRetryDelayMs);
   const loops = [
     every(deps.relayEveryMs ?? 1000, log, 'outbox relay', async () => {
       while ((await deps.events.relay(500, publish)) === 500);

@@ -30,19 +30,15 @@ export interface WebhookBody {
 }
 
 /** Retries: 5s, 10s, 20s ... for about 3 hours in all, each with jitter. */
-const WEBHOOK_JOB_OPTIONS = {
-  attempts: 12,
-  backoff: { type: 'exponential', delay: 5000, jitter: 0.3 },
-  removeOnComplete: true,
-  removeOnFail: 5000,
-} as const;
+export const DEFAULT_WEBHOOK_RETRY_DELAY_MS = 5000;
 
 export function sign(secret: string, body: string): string {
   return `sha256=${crypto.createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
 /** Builds the `publish` step of the outbox relay: one job per event and URL. */
-export function webhookPublisher(queue: QueueHandle<WebhookJob>, urls: string[]) {
+export function webhookPublisher(queue: QueueHandle<WebhookJob>, urls: string[], retryDelayMs = DEFAULT_WEBHOOK_RETRY_DELAY_MS) {
+  const jobOptions = { attempts: 12, backoff: { type: 'exponential', delay: retryDelayMs, jitter: 0.3 }, removeOnComplete: true, removeOnFail: 5000 };
   return async (events: MooringEvent[]): Promise<void> => {
     if (urls.length === 0) return;
     await queue.addBulk(
@@ -50,7 +46,7 @@ export function webhookPublisher(queue: QueueHandle<WebhookJob>, urls: string[])
         urls.map((url, i) => ({
           name: e.type,
           data: { url, event: toBody(e) },
-          opts: { ...WEBHOOK_JOB_OPTIONS, jobId: `event-${e.id}-url-${i}` },
+          opts: { ...jobOptions, jobId: `event-${e.id}-url-${i}` },
         })),
       ),
     );

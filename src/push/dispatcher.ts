@@ -17,17 +17,28 @@ export const PUSH_QUEUE = 'push';
 export type PushJob = { enrollment_id: string } | { batch_id: string };
 
 /** Retries for transient failures: 2s, 4s, 8s ... (about 8.5 minutes in all), each +/- 50% jitter. */
-export const PUSH_JOB_OPTIONS = {
-  attempts: 9,
-  backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
-  removeOnComplete: true,
-  removeOnFail: 1000,
-} as const;
+export const DEFAULT_PUSH_RETRY_DELAY_MS = 2000;
+
+function pushJobOptions(retryDelayMs: number) {
+  return {
+    attempts: 9,
+    backoff: { type: 'exponential', delay: retryDelayMs, jitter: 0.5 },
+    removeOnComplete: true,
+    removeOnFail: 1000,
+  };
+}
 
 const FANOUT_PAGE = 1000;
 
 export class PushDispatcher implements PushScheduler {
-  constructor(private readonly queue: QueueHandle<PushJob>) {}
+  readonly #jobOptions: ReturnType<typeof pushJobOptions>;
+
+  constructor(
+    private readonly queue: QueueHandle<PushJob>,
+    opts: { retryDelayMs?: number } = {},
+  ) {
+    this.#jobOptions = pushJobOptions(opts.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS);
+  }
 
   async push(enrollmentIds: string[], opts: { delayMs?: number } = {}): Promise<void> {
     const unique = [...new Set(enrollmentIds)];
@@ -37,11 +48,11 @@ export class PushDispatcher implements PushScheduler {
           name: 'push',
           data: { enrollment_id: id },
           opts: {
-            ...PUSH_JOB_OPTIONS,
+            ...this.#jobOptions,
             delay: opts.delayMs ?? 0,
             // While a push for this enrollment waits, another request joins it; an earlier request
             // pulls a delayed one forward; one arriving mid-send runs once more afterwards.
-            deduplication: { id: `push:${id}`, reschedule: true },
+            deduplication: { id: `push:${id}`, reschedule: true, keepLastIfActive: true },
           },
         })),
       );
@@ -49,7 +60,7 @@ export class PushDispatcher implements PushScheduler {
   }
 
   async pushBatch(batchId: string): Promise<void> {
-    await this.queue.add('fanout', { batch_id: batchId }, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}` });
+    await this.queue.add('fanout', { batch_id: batchId }, { ...this.#jobOptions, jobId: `fanout-${batchId}` });
   }
 }
 

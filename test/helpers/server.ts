@@ -36,6 +36,7 @@ export interface TestServerOptions {
   /** Reuse an existing database (a second server instance on the same data). */
   database?: TestDatabase;
   queueNamespace?: string;
+  retryDelayMs?: number;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer & { database: TestDatabase; queueNamespace: string }> {
@@ -59,6 +60,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     platforms,
     pushProviders: opts.pushProviders,
     queueNamespace,
+    retryDelayMs: opts.retryDelayMs,
   });
   let serial = 0;
   return {
