@@ -42,3 +42,8 @@ export function toPage<T>(rows: T[], limit: number, keyOf: (row: T) => ReadonlyA
   const last = items[items.length - 1];
   return { items, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(keyOf(last)) : null };
 }
+
+/** The same page with each item transformed (e.g. rows to their API shape). */
+export function mapPage<T, U>(page: Page<T>, fn: (item: T) => U): Page<U> {
+  return { items: page.items.map(fn), next_cursor: page.next_cursor };
+}

@@ -3,11 +3,12 @@
  * writes its audit event, so a crash never leaves a command without its trail.
  */
 import type { BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult } from '../core/commands';
-import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { Page, PageRequest } from '../core/pagination';
 import type { CommandOutcome } from '../core/platforms';
 import type { Command, Device, EventInput } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
+import { byNumberDesc } from './paging';
 
 /** Rows per INSERT ... SELECT FROM unnest(...) statement: 100,000 commands are five statements. */
 const INSERT_CHUNK = 20_000;
@@ -100,9 +101,7 @@ export class PgCommandStore implements CommandStore {
   }
 
   async listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>> {
-    const q = this.db<Command>('commands').where({ device_id: deviceId }).orderBy('seq', 'desc').limit(page.limit + 1);
-    if (page.cursor) q.where('seq', '<', Number(decodeCursor(page.cursor, 1)[0]));
-    return toPage(await q, page.limit, (c) => [c.seq]);
+    return byNumberDesc<Command>(this.db('commands').where({ device_id: deviceId }), 'seq', page, (c) => c.seq);
   }
 
   /**

@@ -1,7 +1,8 @@
 /** Devices and their enrollments (management channels). */
-import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { Page, PageRequest } from '../core/pagination';
 import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
 import type { Db } from './db';
+import { newestFirst } from './paging';
 
 export interface DeviceFilter {
   platform?: Platform;
@@ -22,7 +23,7 @@ export class PgDeviceStore {
 
   /** Newest first, keyset-paginated on (created_at, id). */
   async list(filter: DeviceFilter, page: PageRequest): Promise<Page<Device>> {
-    const q = this.db<Device>('devices').orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit + 1);
+    const q = this.db('devices');
     if (filter.platform) q.where('platform', filter.platform);
     if (filter.status) q.where('status', filter.status);
     if (filter.q) {
@@ -31,11 +32,7 @@ export class PgDeviceStore {
         for (const col of ['name', 'serial_number', 'udid', 'imei', 'hardware_id', 'model', 'user_ref']) w.orWhereILike(col, like);
       });
     }
-    if (page.cursor) {
-      const [at, id] = decodeCursor(page.cursor, 2);
-      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
-    }
-    return toPage(await q, page.limit, (d) => [d.created_at.toISOString(), d.id]);
+    return newestFirst<Device>(q, page);
   }
 
   /** Creates a device with one enrollment; used by the enrollment front ends (and tests). */

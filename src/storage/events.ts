@@ -1,7 +1,8 @@
 /** The events table: the audit trail the admin API lists, and the outbox webhooks are relayed from. */
-import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { Page, PageRequest } from '../core/pagination';
 import type { EventInput, MooringEvent } from '../core/types';
 import type { Db } from './db';
+import { byNumberDesc } from './paging';
 
 export function eventRow(e: EventInput): Record<string, unknown> {
   return {
@@ -27,14 +28,10 @@ export class PgEventStore {
 
   /** Newest first. */
   async list(filter: EventFilter, page: PageRequest): Promise<Page<MooringEvent>> {
-    const q = this.db<MooringEvent>('events')
-      .select('id', 'type', 'device_id', 'command_id', 'actor', 'data', 'created_at')
-      .orderBy('id', 'desc')
-      .limit(page.limit + 1);
+    const q = this.db('events').select('id', 'type', 'device_id', 'command_id', 'actor', 'data', 'created_at');
     if (filter.device_id) q.where('device_id', filter.device_id);
     if (filter.type) q.where('type', filter.type);
-    if (page.cursor) q.where('id', '<', Number(decodeCursor(page.cursor, 1)[0]));
-    return toPage(await q, page.limit, (e) => [e.id]);
+    return byNumberDesc<MooringEvent>(q, 'id', page, (e) => e.id);
   }
 
   /**

@@ -1,10 +1,11 @@
 /** API tokens and enrollment tokens; only digests of the secrets are stored. */
 import { Errors } from '../core/errors';
-import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagination';
+import type { Page, PageRequest } from '../core/pagination';
 import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
 import type { EventInput, Platform, Role } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
+import { newestFirst } from './paging';
 
 export interface ApiToken {
   id: string;
@@ -73,12 +74,7 @@ export class PgTokenStore {
   }
 
   async listApiTokens(page: PageRequest): Promise<Page<ApiToken>> {
-    const q = this.db('api_tokens').select<ApiToken[]>(API_TOKEN_COLUMNS).orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(page.limit + 1);
-    if (page.cursor) {
-      const [at, id] = decodeCursor(page.cursor, 2);
-      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
-    }
-    return toPage(await q, page.limit, (t) => [t.created_at.toISOString(), t.id]);
+    return newestFirst<ApiToken>(this.db('api_tokens').select(API_TOKEN_COLUMNS), page);
   }
 
   async revokeApiToken(id: string, actor: string | null): Promise<ApiToken> {
@@ -113,16 +109,9 @@ export class PgTokenStore {
   }
 
   async listEnrollmentTokens(filter: { platform?: Platform }, page: PageRequest): Promise<Page<EnrollmentToken>> {
-    const q = this.db('enrollment_tokens')
-      .select<EnrollmentToken[]>(ENROLLMENT_TOKEN_COLUMNS)
-      .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])
-      .limit(page.limit + 1);
+    const q = this.db('enrollment_tokens').select(ENROLLMENT_TOKEN_COLUMNS);
     if (filter.platform) q.where('platform', filter.platform);
-    if (page.cursor) {
-      const [at, id] = decodeCursor(page.cursor, 2);
-      q.whereRaw('(created_at, id) < (?::timestamptz, ?::uuid)', [at, id]);
-    }
-    return toPage(await q, page.limit, (t) => [t.created_at.toISOString(), t.id]);
+    return newestFirst<EnrollmentToken>(q, page);
   }
 
   /** Revokes a token; enrolled devices are untouched (they hold their own credentials). */

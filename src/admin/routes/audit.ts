@@ -3,6 +3,7 @@ import type { PgEventStore } from '../../storage/events';
 import type { PgTokenStore } from '../../storage/tokens';
 import { hintOf, newApiToken } from '../../core/secrets';
 import { actorOf } from '../auth';
+import { mapPage } from '../../core/pagination';
 import type { AdminRoutes } from '../route';
 import { ApiTokenRequestSchema, ApiTokenSchema, CreatedApiTokenSchema, EventListQuery, EventSchema, IdParams, PageQuery, apiTokenJson, eventJson, pageOf } from '../schemas';
 
@@ -16,7 +17,7 @@ export function auditRoutes(routes: AdminRoutes, { events, tokens }: { events: P
     responses: { 200: { description: 'a page of events', schema: pageOf(EventSchema, 'EventPage') } },
     async handle({ query: { limit, cursor, ...filter } }) {
       const page = await events.list(filter, { limit, cursor });
-      return { status: 200, body: { items: page.items.map(eventJson), next_cursor: page.next_cursor } };
+      return { status: 200, body: mapPage(page, eventJson) };
     },
   });
 
@@ -29,7 +30,7 @@ export function auditRoutes(routes: AdminRoutes, { events, tokens }: { events: P
     responses: { 200: { description: 'a page of API tokens', schema: pageOf(ApiTokenSchema, 'ApiTokenPage') } },
     async handle({ query }) {
       const page = await tokens.listApiTokens(query);
-      return { status: 200, body: { items: page.items.map(apiTokenJson), next_cursor: page.next_cursor } };
+      return { status: 200, body: mapPage(page, apiTokenJson) };
     },
   });
 

@@ -4,6 +4,7 @@ import type { CommandService } from '../../core/commands';
 import { Errors } from '../../core/errors';
 import type { PgDeviceStore } from '../../storage/devices';
 import { actorOf } from '../auth';
+import { mapPage } from '../../core/pagination';
 import type { AdminRoutes } from '../route';
 import {
   BulkCommandRequestSchema,
@@ -40,7 +41,7 @@ export function commandRoutes(routes: AdminRoutes, { commands, devices }: Comman
     responses: { 200: { description: 'a page of devices', schema: pageOf(DeviceSchema, 'DevicePage') } },
     async handle({ query: { limit, cursor, ...filter } }) {
       const page = await devices.list(filter, { limit, cursor });
-      return { status: 200, body: { items: page.items.map(deviceJson), next_cursor: page.next_cursor } };
+      return { status: 200, body: mapPage(page, deviceJson) };
     },
   });
 
@@ -86,7 +87,7 @@ export function commandRoutes(routes: AdminRoutes, { commands, devices }: Comman
     async handle({ params, query }) {
       await requireDevice(params.id);
       const page = await commands.listForDevice(params.id, query);
-      return { status: 200, body: { items: page.items.map(commandJson), next_cursor: page.next_cursor } };
+      return { status: 200, body: mapPage(page, commandJson) };
     },
   });
 

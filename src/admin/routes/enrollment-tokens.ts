@@ -3,6 +3,7 @@ import { Errors } from '../../core/errors';
 import { hintOf, newEnrollmentToken } from '../../core/secrets';
 import type { PgTokenStore } from '../../storage/tokens';
 import { actorOf } from '../auth';
+import { mapPage } from '../../core/pagination';
 import type { AdminRoutes } from '../route';
 import { CreatedEnrollmentTokenSchema, EnrollmentTokenRequestSchema, EnrollmentTokenSchema, IdParams, PageQuery, enrollmentTokenJson, pageOf } from '../schemas';
 import { z } from 'zod';
@@ -56,7 +57,7 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, publicUrl }
     responses: { 200: { description: 'a page of tokens', schema: pageOf(EnrollmentTokenSchema, 'EnrollmentTokenPage') } },
     async handle({ query: { limit, cursor, platform } }) {
       const page = await tokens.listEnrollmentTokens({ platform }, { limit, cursor });
-      return { status: 200, body: { items: page.items.map(enrollmentTokenJson), next_cursor: page.next_cursor } };
+      return { status: 200, body: mapPage(page, enrollmentTokenJson) };
     },
   });
 
