@@ -6,83 +6,19 @@
 import fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, readClientEnv } from '../config';
+import type { z } from 'zod';
+import type { BulkResultSchema, CommandSchema, CreatedEnrollmentTokenSchema, DeviceSchema } from '../admin/schemas';
 import { COMMAND_TYPES } from '../core/command-types';
 import { DEVICE_STATUSES, OWNERSHIPS, PLATFORMS } from '../core/types';
 import { VERSION } from '../main';
 import { json, keyValues, table, time } from './format';
 import { ApiClient, type Page } from './http-client';
 
-// ---- the admin API's answers, as far as the CLI reads them ----
-
-interface DeviceJson {
-  id: string;
-  platform: string;
-  status: string;
-  ownership: string;
-  mode: string | null;
-  supervised: boolean;
-  serial_number: string | null;
-  udid: string | null;
-  imei: string | null;
-  hardware_id: string | null;
-  model: string | null;
-  manufacturer: string | null;
-  os_version: string | null;
-  name: string | null;
-  user: string | null;
-  category: string | null;
-  enrolled_at: string | null;
-  last_seen_at: string | null;
-  inventory: Record<string, unknown>;
-  created_at: string;
-}
-
-interface CommandJson {
-  id: string;
-  device_id: string;
-  type: string;
-  params: Record<string, unknown>;
-  status: string;
-  priority: number;
-  effect: string | null;
-  attempts: number;
-  result: unknown;
-  error: unknown;
-  batch_id: string | null;
-  idempotency_key: string | null;
-  requested_by: string | null;
-  expires_at: string | null;
-  created_at: string;
-  sent_at: string | null;
-  not_now_at: string | null;
-  completed_at: string | null;
-  canceled_at: string | null;
-  expired_at: string | null;
-}
-
-interface BulkResultJson {
-  batch_id: string;
-  accepted: string[];
-  rejected: Array<{ device_id: string; code: string; detail: string }>;
-}
-
-interface EnrollmentTokenJson {
-  id: string;
-  platform: string;
-  hint: string;
-  policy_id: string | null;
-  ownership: string;
-  allow_personal_usage: string | null;
-  user: string | null;
-  one_time: boolean;
-  max_uses: number | null;
-  uses: number;
-  expires_at: string | null;
-  revoked_at: string | null;
-  created_at: string;
-  token?: string;
-  enroll_url?: string;
-}
+// The admin API's answers: the same zod schemas the server validates and documents with.
+type DeviceJson = z.input<typeof DeviceSchema>;
+type CommandJson = z.input<typeof CommandSchema>;
+type BulkResultJson = z.input<typeof BulkResultSchema>;
+type EnrollmentTokenJson = z.input<typeof CreatedEnrollmentTokenSchema>;
 
 // ---- connection (--url, --token) ----
 
@@ -117,8 +53,9 @@ export function connect(opts: ConnectionOptions): ApiClient {
     // A bad server-side setting is not the client's concern; the default port will do.
   }
   const env = readClientEnv();
-  const url = opts.url ?? env.url ?? `http://localhost:${httpPort}`;
-  const token = opts.token ?? env.token;
+  // An empty variable counts as unset.
+  const url = opts.url || env.url || `http://localhost:${httpPort}`;
+  const token = opts.token || env.token;
   if (!token) {
     throw new Error(
       'no API token: pass --token <token> or set MOORING_TOKEN (MOORING_ADMIN_TOKEN works too); ' +
@@ -177,6 +114,20 @@ async function fetchList<T>(api: ApiClient, path: string, query: Record<string, 
   const page = await api.get<Page<T>>(path, { ...query, limit: opts.limit, cursor: opts.cursor });
   if (page.next_cursor && !opts.json) note(`more ${noun}: use --all, or --cursor ${page.next_cursor} for the next page\n`);
   return page;
+}
+
+/** Breaks `text` at spaces into lines of at most `width` characters, each starting with `indent`. */
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines.join('\n');
 }
 
 function examples(...lines: string[]): string {
@@ -300,6 +251,20 @@ function commandBlock(c: CommandJson): string {
   ]);
 }
 
+/** What `commands send` prints for one device: enough to follow the command up. */
+function queuedBlock(c: CommandJson): string {
+  return keyValues([
+    ['id', c.id],
+    ['device_id', c.device_id],
+    ['type', c.type],
+    ['status', c.status],
+    ...(c.effect ? ([['effect', c.effect]] as Array<[string, unknown]>) : []),
+    ...(Object.keys(c.params ?? {}).length ? ([['params', c.params]] as Array<[string, unknown]>) : []),
+    ...(c.idempotency_key ? ([['idempotency_key', c.idempotency_key]] as Array<[string, unknown]>) : []),
+    ['expires_at', c.expires_at],
+  ]);
+}
+
 function commandTable(commands: CommandJson[]): string {
   if (commands.length === 0) return 'no commands\n';
   return table(
@@ -372,7 +337,7 @@ function registerCommands(program: Command): void {
   )
     .addHelpText(
       'after',
-      `\nCommand types (each platform refuses what it cannot do with command_not_permitted):\n  ${COMMAND_TYPES.join(', ')}\n` +
+      `\nCommand types (a platform refuses what it cannot do with command_not_permitted):\n${wrap(COMMAND_TYPES.join(', '), 78, '  ')}\n` +
       examples(
         `mooring commands send 3f2c9a4e-5b7d-4c1e-9a8b-0d6e2f1a7c3b --type lock --params '{"message":"Return to IT"}'`,
         'mooring commands send 3f2c9a4e-5b7d-4c1e-9a8b-0d6e2f1a7c3b 8d1e0b7a-2c4f-4e59-b6a3-9f0c1d2e3a4b --type restart',
@@ -393,7 +358,7 @@ function registerCommands(program: Command): void {
       const api = connect(opts);
       if (deviceIds.length === 1 && !opts.idsFile) {
         const command = await api.post<CommandJson>(`/devices/${seg(deviceIds[0]!)}/commands`, request);
-        out(opts.json ? json(command) : commandBlock(command));
+        out(opts.json ? json(command) : queuedBlock(command));
         return;
       }
       const result = await api.post<BulkResultJson>('/commands', { ...request, device_ids: deviceIds });
@@ -469,7 +434,7 @@ function tokenBlock(t: EnrollmentTokenJson): string {
     ['policy_id', t.policy_id],
     ['user', t.user],
     ['one_time', t.one_time],
-    ['uses', t.max_uses === null ? t.uses : `${t.uses} of ${t.max_uses}`],
+    ['uses', uses(t)],
     ['expires_at', t.expires_at ?? 'never'],
     ['revoked_at', t.revoked_at],
     ['created_at', t.created_at],

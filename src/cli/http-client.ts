@@ -118,9 +118,9 @@ export function normalizeBaseUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new Error(`--url ${JSON.stringify(raw)} is not a URL; expected e.g. http://localhost:8080`);
+    throw new Error(`the server URL ${JSON.stringify(raw)} (--url or MOORING_URL) is not a URL; expected e.g. http://localhost:8080`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`--url must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`the server URL (--url or MOORING_URL) must start with http:// or https://, got ${JSON.stringify(raw)}`);
   url.search = '';
   url.hash = '';
   return url.toString().replace(/\/+$/, '').replace(/\/api\/v1$/, '');
@@ -163,6 +163,14 @@ function connectionError(err: unknown, baseUrl: string): Error {
     case 'ECONNRESET':
     case 'UND_ERR_SOCKET':
       return new Error(`the connection to ${baseUrl} was closed unexpectedly; is that Mooring's plain HTTP port (default 8080)?`);
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return new Error(
+        `the TLS certificate of ${baseUrl} is not trusted (${code}); trust Mooring's CA with NODE_EXTRA_CA_CERTS=<certs dir>/ca.crt, or use the plain HTTP port (http://localhost:8080 on the server)`,
+      );
     default: {
       const why = cause?.message ?? (err as Error).message;
       return new Error(`cannot reach ${baseUrl}: ${why}${code ? ` (${code})` : ''}`);
