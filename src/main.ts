@@ -17,6 +17,7 @@ import { WEBHOOK_QUEUE, type WebhookJob } from './events/webhooks';
 import { createApp } from './http/app';
 import { registerQueueDepth } from './metrics';
 import { ensureTlsCertificate, loadOrCreateCa } from './pki/ca';
+import { withDirLock, writeAtomic } from './pki/dir-lock';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { PushProviderRegistry } from './push/provider';
 import { createQueueBackend, type QueueBackend } from './queue/backend';
@@ -99,7 +100,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
 
     const admin = adminRouter({ commands, devices, events, tokens, publicUrl: config.publicUrl, bodyLimit: config.adminBodyLimit, version: VERSION });
     const app = createApp({ logger, admin, ready: () => readiness(db, queues) });
-    const webhookSecret = config.webhookSecret ?? loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'));
+    const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {
       config,
@@ -179,8 +180,10 @@ export interface Listeners {
  */
 export async function listen(m: Mooring): Promise<Listeners> {
   const { config } = m;
-  const ca = await loadOrCreateCa(config.certsDir, (msg) => m.logger.info(msg));
-  const tls = await ensureTlsCertificate(ca, config.certsDir, [config.publicUrl.hostname, 'localhost', '127.0.0.1']);
+  const tls = await withDirLock(config.certsDir, async () => {
+    const ca = await loadOrCreateCa(config.certsDir, (msg) => m.logger.info(msg));
+    return ensureTlsCertificate(ca, config.certsDir, [config.publicUrl.hostname, 'localhost', '127.0.0.1']);
+  });
   if (tls.issued) m.logger.info({ hosts: [config.publicUrl.hostname, 'localhost', '127.0.0.1'] }, 'issued a new TLS server certificate');
   const httpsServer = https.createServer({ cert: tls.certPem, key: tls.keyPem, ca: [tls.caPem], requestCert: true, rejectUnauthorized: false }, m.app);
   const httpServer = http.createServer(m.app);
@@ -208,9 +211,8 @@ function closeServer(server: http.Server | https.Server): Promise<void> {
 
 function loadOrCreateSecret(file: string): string {
   if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const secret = crypto.randomBytes(32).toString('base64url');
-  fs.writeFileSync(file, secret, { mode: 0o600 });
+  writeAtomic(file, secret, 0o600);
   return secret;
 }
 

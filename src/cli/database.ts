@@ -7,7 +7,7 @@ import type { Config } from '../config';
 import { createDb, migrate, type Db } from '../storage/db';
 import { answers, embeddedConnectionString, startEmbeddedPostgres } from '../storage/embedded';
 
-export async function withDatabase<T>(config: Config, fn: (db: Db) => Promise<T>): Promise<T> {
+export async function withDatabase<T>(config: Config, fn: (db: Db) => Promise<T>, opts: { migrate?: boolean } = {}): Promise<T> {
   let url = config.databaseUrl;
   let stopEmbedded: (() => Promise<void>) | undefined;
   if (!url) {
@@ -21,7 +21,7 @@ export async function withDatabase<T>(config: Config, fn: (db: Db) => Promise<T>
   }
   const db = createDb(url, 2);
   try {
-    await migrate(db);
+    if (opts.migrate ?? true) await migrate(db);
     return await fn(db);
   } finally {
     await db.destroy();

@@ -35,7 +35,7 @@ export function buildProgram(): Command {
     .command('migrate')
     .description('apply pending database migrations and exit')
     .action(async () => {
-      const applied = await withDatabase(loadConfig(), async (db) => migrate(db));
+      const applied = await withDatabase(loadConfig(), async (db) => migrate(db), { migrate: false });
       process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
     });
 

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { writeAtomic } from './dir-lock';
 
 type CryptoKeyPair = crypto.webcrypto.CryptoKeyPair;
 type CryptoKey = crypto.webcrypto.CryptoKey;
@@ -58,8 +59,8 @@ export async function loadOrCreateCa(certsDir: string, log: (msg: string) => voi
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  writeSecret(keyFile, await exportKeyPem(keys.privateKey));
-  fs.writeFileSync(certFile, cert.toString('pem'));
+  writeAtomic(keyFile, await exportKeyPem(keys.privateKey), 0o600);
+  writeAtomic(certFile, cert.toString('pem'));
   return { cert, certPem: cert.toString('pem'), keys, created: true };
 }
 
@@ -94,8 +95,8 @@ export async function ensureTlsCertificate(ca: CertificateAuthority, certsDir: s
     ],
   });
   const keyPem = await exportKeyPem(keys.privateKey);
-  writeSecret(keyFile, keyPem);
-  fs.writeFileSync(certFile, cert.toString('pem'));
+  writeAtomic(keyFile, keyPem, 0o600);
+  writeAtomic(certFile, cert.toString('pem'));
   return { certPem: cert.toString('pem'), keyPem, caPem: ca.certPem, issued: true };
 }
 
@@ -116,11 +117,6 @@ async function importKeyPair(pem: string, cert: x509.X509Certificate): Promise<C
 async function exportKeyPem(key: CryptoKey): Promise<string> {
   const der = await crypto.webcrypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
-}
-
-function writeSecret(file: string, content: string): void {
-  fs.writeFileSync(file, content, { mode: 0o600 });
-  fs.chmodSync(file, 0o600);
 }
 
 function serial(): string {
