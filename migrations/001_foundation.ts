@@ -78,7 +78,9 @@ export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('commands', (t) => {
     t.uuid('id').primary();
     t.bigIncrements('seq', { primaryKey: false });
-    t.uuid('device_id').notNullable().references('devices.id').onDelete('CASCADE');
+    // device_id has no foreign key of its own: enrollment_id's cascades from devices through
+    // enrollments, and a second per-row check would slow bulk inserts for nothing.
+    t.uuid('device_id').notNullable();
     t.uuid('enrollment_id').notNullable().references('enrollments.id').onDelete('CASCADE');
     t.text('platform').notNullable();
     t.text('type').notNullable();
@@ -92,7 +94,7 @@ export async function up(knex: Knex): Promise<void> {
     t.jsonb('error');
     t.text('effect');
     t.text('idempotency_key');
-    t.uuid('batch_id').references('command_batches.id').onDelete('SET NULL');
+    t.uuid('batch_id'); // command_batches.id; batches are never deleted, so no per-row check
     t.text('requested_by');
     t.timestamp('expires_at', { useTz: true });
     t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());

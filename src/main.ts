@@ -22,7 +22,7 @@ import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { PushProviderRegistry } from './push/provider';
 import { createQueueBackend, type QueueBackend } from './queue/backend';
 import { PgCommandStore } from './storage/commands';
-import { createDb, migrate, pingDb, type Db } from './storage/db';
+import { createDb, createHandoutPool, migrate, pingDb, type Db } from './storage/db';
 import { PgDeviceStore } from './storage/devices';
 import { startEmbeddedPostgres } from './storage/embedded';
 import { PgEventStore } from './storage/events';
@@ -75,6 +75,8 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     }
     const db = createDb(databaseUrl, config.dbPoolMax);
     cleanup.unshift(() => db.destroy());
+    const handout = createHandoutPool(databaseUrl, Math.max(2, Math.ceil(config.dbPoolMax / 2)));
+    cleanup.unshift(() => handout.end());
     const applied = await migrate(db);
     if (applied.length) logger.info({ applied }, 'database migrated');
 
@@ -90,7 +92,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const dispatcher = new PushDispatcher(pushQueue, { retryDelayMs: opts.retryDelayMs });
     const providers = opts.pushProviders ?? new PushProviderRegistry();
     cleanup.unshift(() => providers.close());
-    const commands = new CommandService(new PgCommandStore(db), opts.platforms ?? new PlatformRegistry(), dispatcher, {
+    const commands = new CommandService(new PgCommandStore(db, handout), opts.platforms ?? new PlatformRegistry(), dispatcher, {
       defaultTtlSeconds: config.commandTtlSeconds,
       redeliverAfterSeconds: config.redeliverAfterSeconds,
       notNowRetrySeconds: config.notNowRetrySeconds,

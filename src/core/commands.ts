@@ -6,11 +6,11 @@
  * Lifecycle: queued -> sent -> acknowledged | error, with not_now (kept, re-pushed later), canceled
  * (only before the device has it) and expired (never delivered after `expires_at`).
  */
-import crypto from 'node:crypto';
 import { Errors, type ErrorCode } from './errors';
+import { uuidv7 } from './ids';
 import type { Page, PageRequest } from './pagination';
 import type { CommandOutcome, PlatformRegistry } from './platforms';
-import type { Command, Device, EventInput, Json, Params } from './types';
+import type { Command, Device, DeviceFacts, EventInput, Json, Params } from './types';
 
 export interface CommandRequest {
   type: string;
@@ -23,7 +23,7 @@ export interface CommandRequest {
 
 /** A device with the enrollment its commands go to (null when it has no live channel). */
 export interface CommandTarget {
-  device: Device;
+  device: DeviceFacts;
   enrollmentId: string | null;
 }
 
@@ -146,7 +146,7 @@ export class CommandService {
       if (replay) return replay;
     }
     const params = req.params ?? {};
-    const batchId = crypto.randomUUID();
+    const batchId = uuidv7();
     const unique = [...new Set(deviceIds)];
     const targets = await this.store.loadTargets(unique);
     const rows: NewCommand[] = [];
@@ -245,7 +245,7 @@ export class CommandService {
     }
     const permission = this.platforms.permit(device, req.type, params);
     if (!permission.allowed) return { code: permission.code, detail: permission.reason };
-    const id = crypto.randomUUID();
+    const id = uuidv7();
     const ttl = req.expires_in ?? this.opts.defaultTtlSeconds;
     return {
       id,

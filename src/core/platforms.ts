@@ -3,7 +3,7 @@
  * android) registers one `PlatformCommands`; the queue itself never knows a wire format.
  */
 import { Errors } from './errors';
-import type { Command, Device, Json, Params, Platform } from './types';
+import type { Command, DeviceFacts, Json, Params, Platform } from './types';
 
 /** The answer of a permission check. `effect` says what the command will really do (shown to admins). */
 export type Permission =
@@ -19,9 +19,9 @@ export type CommandOutcome =
 export interface PlatformCommands {
   readonly platform: Platform;
   /** Whether the neutral `type` with `params` may run on this device (platform, ownership, mode, supervision). */
-  permit(device: Device, type: string, params: Params): Permission;
+  permit(device: DeviceFacts, type: string, params: Params): Permission;
   /** The wire payload for one command; `command.id` is the id the device echoes back in its report. */
-  build(command: { id: string; type: string; params: Params }, device: Device): string;
+  build(command: { id: string; type: string; params: Params }, device: DeviceFacts): string;
   /** Reads a device's report on a command (already decoded by the protocol codec) into an outcome. */
   parseResult(report: unknown, command: Command): CommandOutcome;
 }
@@ -40,7 +40,7 @@ export class PlatformRegistry {
   }
 
   /** The permission check for a device, including "this server does not manage that platform yet". */
-  permit(device: Device, type: string, params: Params): Permission {
+  permit(device: DeviceFacts, type: string, params: Params): Permission {
     const commands = this.#platforms.get(device.platform);
     if (!commands) {
       return { allowed: false, code: 'command_not_permitted', reason: `this server has no ${device.platform} command support` };
@@ -48,7 +48,7 @@ export class PlatformRegistry {
     return commands.permit(device, type, params);
   }
 
-  build(device: Device, command: { id: string; type: string; params: Params }): string {
+  build(device: DeviceFacts, command: { id: string; type: string; params: Params }): string {
     const commands = this.#platforms.get(device.platform);
     if (!commands) throw Errors.of('command_not_permitted', `this server has no ${device.platform} command support`);
     return commands.build(command, device);

@@ -45,6 +45,9 @@ export interface Device {
   updated_at: Date;
 }
 
+/** What permission checks and command builders see of a device (its inventory is left out). */
+export type DeviceFacts = Omit<Device, 'inventory'>;
+
 /** One management channel of a device (Apple device or user channel, one Windows or Android registration). */
 export interface Enrollment {
   id: string;

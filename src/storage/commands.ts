@@ -5,7 +5,8 @@
 import type { BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult } from '../core/commands';
 import type { Page, PageRequest } from '../core/pagination';
 import type { CommandOutcome } from '../core/platforms';
-import type { Command, Device, EventInput } from '../core/types';
+import type { Command, DeviceFacts, EventInput } from '../core/types';
+import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { byNumberDesc } from './paging';
@@ -13,25 +14,50 @@ import { byNumberDesc } from './paging';
 /** Rows per INSERT ... SELECT FROM unnest(...) statement: 100,000 commands are five statements. */
 const INSERT_CHUNK = 20_000;
 
+const TARGET_COLUMNS = [
+  'id', 'platform', 'status', 'ownership', 'mode', 'supervised', 'udid', 'serial_number', 'imei', 'hardware_id',
+  'model', 'manufacturer', 'os_version', 'name', 'user_ref', 'category', 'enrolled_at', 'last_seen_at', 'created_at', 'updated_at',
+].map((c) => `d.${c}`).join(', ');
+
+const TAKE_NEXT = `
+  UPDATE commands c
+     SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
+    FROM (SELECT id FROM commands
+           WHERE enrollment_id = $1
+             AND (status = 'queued'
+                  OR (status = 'not_now' AND NOT $2)
+                  OR (status = 'sent' AND sent_at < $3))
+             AND (expires_at IS NULL OR expires_at > now())
+           ORDER BY priority DESC, seq
+           LIMIT 1
+           FOR UPDATE SKIP LOCKED) pick
+   WHERE c.id = pick.id
+   RETURNING c.*`;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgCommandStore implements CommandStore {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    /** Hand-outs run on their own pool: see createHandoutPool. */
+    private readonly handout: pg.Pool,
+  ) {}
 
-  /** Each device with its device-channel enrollment (the newest live one), in one query. */
+  /**
+   * Each device with its device-channel enrollment (the newest live one), in one set-based query.
+   * Inventory is left out: permission checks never need it, and it is the bulk of a device row.
+   */
   async loadTargets(deviceIds: string[]): Promise<Map<string, CommandTarget>> {
     const ids = deviceIds.filter((id) => UUID.test(id));
     const out = new Map<string, CommandTarget>();
     if (ids.length === 0) return out;
-    const { rows } = await this.db.raw<{ rows: Array<Device & { enrollment_id: string | null }> }>(
-      `SELECT d.*, e.id AS enrollment_id
+    const { rows } = await this.db.raw<{ rows: Array<DeviceFacts & { enrollment_id: string | null }> }>(
+      `SELECT DISTINCT ON (d.id) ${TARGET_COLUMNS}, e.id AS enrollment_id
          FROM devices d
-         LEFT JOIN LATERAL (
-           SELECT id FROM enrollments
-            WHERE device_id = d.id AND channel_type = 'device' AND status <> 'unenrolled'
-            ORDER BY created_at DESC LIMIT 1
-         ) e ON true
-        WHERE d.id = ANY(?::uuid[])`,
+         LEFT JOIN enrollments e
+           ON e.device_id = d.id AND e.channel_type = 'device' AND e.status <> 'unenrolled'
+        WHERE d.id = ANY(?::uuid[])
+        ORDER BY d.id, e.created_at DESC`,
       [ids],
     );
     for (const { enrollment_id, ...device } of rows) out.set(device.id, { device, enrollmentId: enrollment_id });
@@ -112,23 +138,8 @@ export class PgCommandStore implements CommandStore {
    * than the redelivery window. Never anything past `expires_at`.
    */
   async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; redeliverBefore: Date }): Promise<Command | undefined> {
-    const { rows } = await this.db.raw<{ rows: Command[] }>(
-      `UPDATE commands c
-          SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
-         FROM (SELECT id FROM commands
-                WHERE enrollment_id = ?
-                  AND (status = 'queued'
-                       OR (status = 'not_now' AND NOT ?)
-                       OR (status = 'sent' AND sent_at < ?))
-                  AND (expires_at IS NULL OR expires_at > now())
-                ORDER BY priority DESC, seq
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED) pick
-        WHERE c.id = pick.id
-        RETURNING c.*`,
-      [enrollmentId, opts.skipNotNow, opts.redeliverBefore],
-    );
-    return rows[0];
+    const values = [enrollmentId, opts.skipNotNow, opts.redeliverBefore];
+    return (await this.handout.query<Command>({ name: 'mooring_take_next', text: TAKE_NEXT, values })).rows[0];
   }
 
   /**

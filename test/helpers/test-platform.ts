@@ -5,12 +5,12 @@
  * device would receive.
  */
 import type { CommandOutcome, PlatformCommands, Permission } from '../../src/core/platforms';
-import type { Device, Params, Platform } from '../../src/core/types';
+import type { DeviceFacts, Params, Platform } from '../../src/core/types';
 
 export class TestPlatformCommands implements PlatformCommands {
   constructor(readonly platform: Platform = 'android') {}
 
-  permit(device: Device, type: string, params: Params): Permission {
+  permit(device: DeviceFacts, type: string, params: Params): Permission {
     switch (type) {
       case 'lock':
       case 'restart':

@@ -2,7 +2,6 @@
  * The shared command queue against real Postgres: ordering, NotNow, idempotent reports, cancel,
  * expiry, redelivery and idempotency keys, driven through CommandService as the front ends will.
  */
-import crypto from 'node:crypto';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 let s: TestServer;
@@ -172,17 +171,17 @@ describe('bulk', () => {
   it('writes nothing when the transaction fails half way', async () => {
     const a = await s.device();
     const b = await s.device();
-    const before = await s.m.db('commands').count('* as n').first();
-    // A batch id that already exists makes the batch insert fail after validation passed.
-    const original = crypto.randomUUID;
-    const fixed = '11111111-1111-4111-8111-111111111111';
-    await s.m.db('command_batches').insert({ id: fixed, type: 'lock' });
-    (crypto as { randomUUID: () => string }).randomUUID = () => fixed;
+    const count = async () => [await s.m.db('commands').count('* as n').first(), await s.m.db('command_batches').count('* as n').first()];
+    const before = await count();
+    // The database refuses the second device's row after the batch row and the first were written.
+    await s.m.db.raw(`CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.device_id = '${b.device.id}' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$`);
+    await s.m.db.raw('CREATE TRIGGER refuse_row BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse_row()');
     try {
-      await expect(s.m.commands.enqueueBulk([a.device.id, b.device.id], { type: 'lock' }, 'test')).rejects.toThrow();
+      await expect(s.m.commands.enqueueBulk([a.device.id, b.device.id], { type: 'lock' }, 'test')).rejects.toThrow(/disk full/);
     } finally {
-      (crypto as { randomUUID: () => string }).randomUUID = original;
+      await s.m.db.raw('DROP TRIGGER refuse_row ON commands; DROP FUNCTION refuse_row()');
     }
-    expect(await s.m.db('commands').count('* as n').first()).toEqual(before);
+    expect(await count()).toEqual(before);
   });
 });

@@ -2,7 +2,8 @@ import { decodeCursor, encodeCursor, toPage } from '../../src/core/pagination';
 import { hashSecret, newApiToken, newEnrollmentToken, normalizeEnrollmentToken } from '../../src/core/secrets';
 import { MooringError, STATUS_OF } from '../../src/core/errors';
 import { PlatformRegistry } from '../../src/core/platforms';
-import type { Device } from '../../src/core/types';
+import { uuidv7 } from '../../src/core/ids';
+import type { DeviceFacts } from '../../src/core/types';
 import { TestPlatformCommands } from '../helpers/test-platform';
 
 describe('cursors', () => {
@@ -42,7 +43,7 @@ describe('errors', () => {
 });
 
 describe('platform registry', () => {
-  const device = { platform: 'apple', ownership: 'corporate' } as Device;
+  const device = { platform: 'apple', ownership: 'corporate' } as DeviceFacts;
 
   it('refuses commands for a platform nobody registered, with the reason', () => {
     const p = new PlatformRegistry().permit(device, 'lock', {});
@@ -53,5 +54,15 @@ describe('platform registry', () => {
     const registry = new PlatformRegistry().register(new TestPlatformCommands('apple'));
     expect(registry.permit(device, 'lock', {})).toEqual({ allowed: true });
     expect(() => registry.register(new TestPlatformCommands('apple'))).toThrow(/twice/);
+  });
+});
+
+describe('uuidv7', () => {
+  it('makes RFC 9562 version-7 ids that sort in creation order', () => {
+    const ids = Array.from({ length: 5000 }, () => uuidv7());
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(uuidv7(Date.UTC(2030, 0, 1)).startsWith('01b8dac5-b400-7')).toBe(true); // the time is the 48-bit prefix
   });
 });

@@ -1,0 +1,31 @@
+/**
+ * Time-ordered UUIDs (version 7, RFC 9562) for rows written in bulk: new keys land at the right edge
+ * of the primary-key index instead of at random pages, which keeps 100,000-row inserts cheap, and the
+ * ids still reveal nothing guessable beyond their creation time.
+ */
+import crypto from 'node:crypto';
+
+let lastMs = 0;
+let counter = 0;
+
+export function uuidv7(now = Date.now()): string {
+  // Within one millisecond a 12-bit counter (rand_a) keeps ids from one process in order.
+  if (now <= lastMs) {
+    counter += 1;
+    if (counter > 0xfff) {
+      lastMs += 1;
+      counter = 0;
+    }
+  } else {
+    lastMs = now;
+    counter = crypto.randomInt(0, 0x400);
+  }
+  const bytes = crypto.randomBytes(16);
+  const ms = BigInt(lastMs);
+  for (let i = 0; i < 6; i++) bytes[i] = Number((ms >> BigInt(8 * (5 - i))) & 0xffn);
+  bytes[6] = 0x70 | (counter >> 8);
+  bytes[7] = counter & 0xff;
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
