@@ -54,9 +54,10 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
     every(deps.relayEveryMs ?? 1000, log, 'outbox relay', async () => {
       while ((await deps.events.relay(500, publish)) === 500);
     }),
-    every(deps.expireEveryMs ?? 60_000, log, 'command expiry', async () => {
-      const n = await deps.commands.expireDue();
-      if (n > 0) log.info({ expired: n }, 'expired undelivered commands');
+    every(deps.expireEveryMs ?? 60_000, log, 'command expiry and redelivery', async () => {
+      const expired = await deps.commands.expireDue();
+      const requeued = await deps.commands.requeueUnreported();
+      if (expired || requeued) log.info({ expired, requeued }, 'swept the command queue');
     }),
   ];
   log.info({ webhooks: deps.webhookUrls.length, backend: deps.queues.kind }, 'worker started');

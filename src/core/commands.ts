@@ -69,7 +69,9 @@ export interface CommandStore {
   get(id: string): Promise<Command | undefined>;
   listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>>;
   /** Marks and returns the next deliverable command of an enrollment (FOR UPDATE SKIP LOCKED). */
-  takeNext(enrollmentId: string, opts: { skipNotNow: boolean; redeliverBefore: Date }): Promise<Command | undefined>;
+  takeNext(enrollmentId: string, opts: { skipNotNow: boolean }): Promise<Command | undefined>;
+  /** Puts commands sent before `before` but never reported back in the queue; returns their enrollments. */
+  requeueUnreported(before: Date, limit: number): Promise<string[]>;
   /** Applies an outcome if the command is still open on that enrollment; returns whether it changed. */
   applyOutcome(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult>;
   cancel(id: string, actor: string | null): Promise<{ command: Command | undefined; canceled: boolean }>;
@@ -204,8 +206,22 @@ export class CommandService {
    * *other* command (`skipNotNow`); NotNow'd commands come back at its next idle poll.
    */
   next(enrollmentId: string, opts: { skipNotNow?: boolean } = {}): Promise<Command | undefined> {
-    const redeliverBefore = new Date(this.#now().getTime() - this.opts.redeliverAfterSeconds * 1000);
-    return this.store.takeNext(enrollmentId, { skipNotNow: opts.skipNotNow ?? false, redeliverBefore });
+    return this.store.takeNext(enrollmentId, { skipNotNow: opts.skipNotNow ?? false });
+  }
+
+  /**
+   * Redelivery: a command handed out but never reported (a dropped connection, a device that crashed)
+   * goes back in the queue after `redeliverAfterSeconds`, and its device is woken to fetch it again.
+   */
+  async requeueUnreported(chunk = 5000): Promise<number> {
+    const before = new Date(this.#now().getTime() - this.opts.redeliverAfterSeconds * 1000);
+    let total = 0;
+    for (;;) {
+      const enrollments = await this.store.requeueUnreported(before, chunk);
+      total += enrollments.length;
+      if (enrollments.length) await this.#wake(() => this.pusher.push(enrollments), { requeued: enrollments.length });
+      if (enrollments.length < chunk) return total;
+    }
   }
 
   /**

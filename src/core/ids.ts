@@ -8,6 +8,20 @@ import crypto from 'node:crypto';
 let lastMs = 0;
 let counter = 0;
 
+// Randomness is drawn in blocks: one getrandom call per 4,096 ids instead of one per id.
+const POOL_IDS = 4096;
+const pool = Buffer.alloc(16 * POOL_IDS);
+let poolNext = POOL_IDS;
+
+function randomBlock(): Buffer {
+  if (poolNext === POOL_IDS) {
+    crypto.randomFillSync(pool);
+    poolNext = 0;
+  }
+  const start = 16 * poolNext++;
+  return Buffer.from(pool.subarray(start, start + 16));
+}
+
 export function uuidv7(now = Date.now()): string {
   // Within one millisecond a 12-bit counter (rand_a) keeps ids from one process in order.
   if (now <= lastMs) {
@@ -18,11 +32,10 @@ export function uuidv7(now = Date.now()): string {
     }
   } else {
     lastMs = now;
-    counter = crypto.randomInt(0, 0x400);
+    counter = 0;
   }
-  const bytes = crypto.randomBytes(16);
-  const ms = BigInt(lastMs);
-  for (let i = 0; i < 6; i++) bytes[i] = Number((ms >> BigInt(8 * (5 - i))) & 0xffn);
+  const bytes = randomBlock();
+  bytes.writeUIntBE(lastMs, 0, 6);
   bytes[6] = 0x70 | (counter >> 8);
   bytes[7] = counter & 0xff;
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);

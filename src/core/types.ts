@@ -45,8 +45,12 @@ export interface Device {
   updated_at: Date;
 }
 
-/** What permission checks and command builders see of a device (its inventory is left out). */
-export type DeviceFacts = Omit<Device, 'inventory'>;
+/**
+ * What permission checks and command builders see of a device: what decides whether a command is
+ * allowed and how it is built. Kept small because a bulk command reads it for 100,000 devices.
+ */
+export const DEVICE_FACTS = ['id', 'platform', 'status', 'ownership', 'mode', 'supervised', 'model', 'manufacturer', 'os_version', 'udid'] as const;
+export type DeviceFacts = Pick<Device, (typeof DEVICE_FACTS)[number]>;
 
 /** One management channel of a device (Apple device or user channel, one Windows or Android registration). */
 export interface Enrollment {

@@ -5,28 +5,23 @@
 import type { BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult } from '../core/commands';
 import type { Page, PageRequest } from '../core/pagination';
 import type { CommandOutcome } from '../core/platforms';
-import type { Command, DeviceFacts, EventInput } from '../core/types';
+import { DEVICE_FACTS, type Command, type DeviceFacts, type EventInput } from '../core/types';
 import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { byNumberDesc } from './paging';
 
-/** Rows per INSERT ... SELECT FROM unnest(...) statement: 100,000 commands are five statements. */
+/** Rows per INSERT ... SELECT FROM json_to_recordset(...) statement: 100,000 commands are five statements. */
 const INSERT_CHUNK = 20_000;
 
-const TARGET_COLUMNS = [
-  'id', 'platform', 'status', 'ownership', 'mode', 'supervised', 'udid', 'serial_number', 'imei', 'hardware_id',
-  'model', 'manufacturer', 'os_version', 'name', 'user_ref', 'category', 'enrolled_at', 'last_seen_at', 'created_at', 'updated_at',
-].map((c) => `d.${c}`).join(', ');
+const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 
 const TAKE_NEXT = `
   UPDATE commands c
      SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
     FROM (SELECT id FROM commands
            WHERE enrollment_id = $1
-             AND (status = 'queued'
-                  OR (status = 'not_now' AND NOT $2)
-                  OR (status = 'sent' AND sent_at < $3))
+             AND (status = 'queued' OR (status = 'not_now' AND NOT $2))
              AND (expires_at IS NULL OR expires_at > now())
            ORDER BY priority DESC, seq
            LIMIT 1
@@ -51,16 +46,17 @@ export class PgCommandStore implements CommandStore {
     const ids = deviceIds.filter((id) => UUID.test(id));
     const out = new Map<string, CommandTarget>();
     if (ids.length === 0) return out;
+    // The ids travel as one comma-joined text (no per-element escaping); they were checked above.
     const { rows } = await this.db.raw<{ rows: Array<DeviceFacts & { enrollment_id: string | null }> }>(
       `SELECT DISTINCT ON (d.id) ${TARGET_COLUMNS}, e.id AS enrollment_id
          FROM devices d
          LEFT JOIN enrollments e
            ON e.device_id = d.id AND e.channel_type = 'device' AND e.status <> 'unenrolled'
-        WHERE d.id = ANY(?::uuid[])
+        WHERE d.id = ANY(string_to_array(?, ',')::uuid[])
         ORDER BY d.id, e.created_at DESC`,
-      [ids],
+      [ids.join(',')],
     );
-    for (const { enrollment_id, ...device } of rows) out.set(device.id, { device, enrollmentId: enrollment_id });
+    for (const row of rows) out.set(row.id, { device: row, enrollmentId: row.enrollment_id });
     return out;
   }
 
@@ -84,28 +80,15 @@ export class PgCommandStore implements CommandStore {
       const params = JSON.stringify(batch.params);
       for (let i = 0; i < commands.length; i += INSERT_CHUNK) {
         const chunk = commands.slice(i, i + INSERT_CHUNK);
-        // Per-row values travel as arrays; values shared by the whole batch are plain parameters.
+        // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
+        // escaping of 100,000 elements is not); values shared by the batch are plain parameters.
+        const rows = JSON.stringify(chunk.map((c) => ({ i: c.id, d: c.device_id, e: c.enrollment_id, p: c.platform, w: c.payload, f: c.effect })));
         await trx.raw(
           `INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
                                  type, params, priority, batch_id, requested_by, expires_at)
-           SELECT u.id, u.device_id, u.enrollment_id, u.platform, u.payload, u.effect,
-                  ?, ?::jsonb, ?, ?, ?, ?
-             FROM unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[])
-                  AS u(id, device_id, enrollment_id, platform, payload, effect)`,
-          [
-            batch.type,
-            params,
-            chunk[0]!.priority,
-            batch.id,
-            batch.requested_by,
-            chunk[0]!.expires_at,
-            chunk.map((c) => c.id),
-            chunk.map((c) => c.device_id),
-            chunk.map((c) => c.enrollment_id),
-            chunk.map((c) => c.platform),
-            chunk.map((c) => c.payload),
-            chunk.map((c) => c.effect),
-          ] as never,
+           SELECT u.i, u.d, u.e, u.p, u.w, u.f, ?, ?::jsonb, ?, ?, ?, ?
+             FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, f text)`,
+          [batch.type, params, chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, rows] as never,
         );
       }
       await trx('events').insert(eventRow(event));
@@ -134,11 +117,10 @@ export class PgCommandStore implements CommandStore {
    * Picks the first deliverable command of the enrollment, by priority then arrival, and marks it sent
    * in the same statement. SKIP LOCKED lets concurrent polls (other nodes, a retrying device) each take
    * a different command instead of waiting, so no command is handed out twice.
-   * Deliverable: queued; not_now unless the device just said NotNow; sent but never reported for longer
-   * than the redelivery window. Never anything past `expires_at`.
+   * Deliverable: queued, or not_now unless the device just said NotNow; never past `expires_at`.
    */
-  async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; redeliverBefore: Date }): Promise<Command | undefined> {
-    const values = [enrollmentId, opts.skipNotNow, opts.redeliverBefore];
+  async takeNext(enrollmentId: string, opts: { skipNotNow: boolean }): Promise<Command | undefined> {
+    const values = [enrollmentId, opts.skipNotNow];
     return (await this.handout.query<Command>({ name: 'mooring_take_next', text: TAKE_NEXT, values })).rows[0];
   }
 
@@ -156,12 +138,16 @@ export class PgCommandStore implements CommandStore {
       outcome.status === 'not_now'
         ? []
         : [outcome.status, json(outcome.result), json(outcome.status === 'error' ? outcome.error : undefined)];
-    // A NotNow is news only for a command the device was just handed; final answers also close not_now.
-    const from = outcome.status === 'not_now' ? `('sent')` : `('sent', 'not_now')`;
+    // A NotNow is news only for a command the device was just handed. A final answer also closes a
+    // not_now one, and one put back in the queue for redelivery that the device did run after all.
+    const open =
+      outcome.status === 'not_now'
+        ? `c.status = 'sent'`
+        : `(c.status IN ('sent', 'not_now') OR (c.status = 'queued' AND c.sent_at IS NOT NULL))`;
     const { rows } = await this.db.raw<{ rows: Command[] }>(
       `WITH changed AS (
          UPDATE commands c SET ${set}
-          WHERE c.id = ? AND c.enrollment_id = ? AND c.status IN ${from}
+          WHERE c.id = ? AND c.enrollment_id = ? AND ${open}
           RETURNING c.*
        ), ev AS (
          INSERT INTO events (type, device_id, command_id, data)
@@ -192,6 +178,19 @@ export class PgCommandStore implements CommandStore {
     );
     if (rows[0]) return { command: rows[0], canceled: true };
     return { command: await this.get(id), canceled: false };
+  }
+
+  /** Puts commands sent before `before` and never reported back in the queue; returns their enrollments. */
+  async requeueUnreported(before: Date, limit: number): Promise<string[]> {
+    const { rows } = await this.db.raw<{ rows: Array<{ enrollment_id: string }> }>(
+      `WITH stale AS (
+         SELECT id FROM commands WHERE status = 'sent' AND sent_at < ? LIMIT ? FOR UPDATE SKIP LOCKED
+       )
+       UPDATE commands c SET status = 'queued' FROM stale WHERE c.id = stale.id
+       RETURNING c.enrollment_id`,
+      [before, limit],
+    );
+    return rows.map((r) => r.enrollment_id);
   }
 
   async expireDue(limit: number): Promise<number> {

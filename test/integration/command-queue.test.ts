@@ -50,9 +50,13 @@ describe('next command', () => {
   it('hands a sent but unreported command out again after the redelivery window', async () => {
     const { device, enrollment } = await s.device();
     const c = await enqueue(device.id, 'lock');
+    const fresh = await enqueue(device.id, 'restart');
     expect((await s.m.commands.next(enrollment.id))?.id).toBe(c.id);
+    expect((await s.m.commands.next(enrollment.id))?.id).toBe(fresh.id);
     expect(await s.m.commands.next(enrollment.id)).toBeUndefined();
     await s.m.db('commands').where({ id: c.id }).update({ sent_at: new Date(Date.now() - (s.config.redeliverAfterSeconds + 5) * 1000) });
+    expect(await s.m.commands.requeueUnreported()).toBeGreaterThanOrEqual(1);
+    expect((await s.m.commands.get(fresh.id)).status).toBe('sent'); // still inside its window
     const again = await s.m.commands.next(enrollment.id);
     expect(again?.id).toBe(c.id);
     expect(again?.attempts).toBe(2);
@@ -75,6 +79,17 @@ describe('reports', () => {
     expect(stored.error).toBeNull();
     const events = await s.m.events.list({ device_id: device.id, type: 'command.acknowledged' }, { limit: 10 });
     expect(events.items).toHaveLength(1);
+  });
+
+  it('takes a late answer for a command already put back for redelivery', async () => {
+    const { device, enrollment } = await s.device();
+    const c = await enqueue(device.id, 'device_info');
+    await s.m.commands.next(enrollment.id);
+    await s.m.db('commands').where({ id: c.id }).update({ sent_at: new Date(Date.now() - (s.config.redeliverAfterSeconds + 5) * 1000) });
+    await s.m.commands.requeueUnreported();
+    const late = await s.m.commands.report(enrollment.id, c.id, { status: 'acknowledged', result: { late: true } });
+    expect(late.changed).toBe(true);
+    expect(await s.m.commands.next(enrollment.id)).toBeUndefined();
   });
 
   it('ignores a report from an enrollment the command does not belong to', async () => {
