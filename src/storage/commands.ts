@@ -19,15 +19,15 @@ const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 const TAKE_NEXT = `
   UPDATE commands c
      SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
-    FROM (SELECT id FROM commands
+    FROM (SELECT ctid FROM commands
            WHERE enrollment_id = $1
              AND (status = 'queued' OR (status = 'not_now' AND NOT $2))
              AND (expires_at IS NULL OR expires_at > now())
            ORDER BY priority DESC, seq
            LIMIT 1
            FOR UPDATE SKIP LOCKED) pick
-   WHERE c.id = pick.id
-   RETURNING c.*`;
+   WHERE c.ctid = pick.ctid -- the row just locked, without a second index lookup
+   RETURNING c.id, c.seq, c.device_id, c.enrollment_id, c.platform, c.type, c.params, c.payload, c.status, c.priority, c.attempts, c.not_now_count, c.expires_at`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
