@@ -44,7 +44,7 @@ export const SETTINGS = {
   MOORING_COMMAND_TTL: { schema: seconds.default(30 * 24 * 3600), doc: 'Seconds a queued command lives before it expires, unless the request sets `expires_in`.' },
   MOORING_REDELIVER_AFTER: {
     schema: seconds.default(15 * 60),
-    doc: 'Seconds after which a command that was sent but never reported is handed out again.',
+    doc: 'Seconds after which a command that was sent but never reported goes back in the queue (the worker checks every minute).',
   },
   MOORING_NOT_NOW_RETRY: { schema: seconds.default(5 * 60), doc: 'Seconds before a re-push after a device answers NotNow.' },
   MOORING_ADMIN_BODY_LIMIT: { schema: z.string().default('8mb'), doc: 'Largest admin API request body (a 100,000-device bulk command is about 4 MB).' },

@@ -71,7 +71,8 @@ function redisBackend(url: string, prefix: string): QueueBackend {
 function postgresBackend(connectionString: string, schema: string): QueueBackend {
   const pg = withBackend(createPostgresBackend);
   // `migrate`: BullMQ creates or upgrades its own schema on first connect (under an advisory lock).
-  const connection = { connectionString, schema, max: 10, migrate: true };
+  // Each Queue and Worker opens its own pool; a few connections each are plenty for job bookkeeping.
+  const connection = { connectionString, schema, max: 4, migrate: true };
   const opened: Array<{ close(): Promise<void> }> = [];
   let probe: InstanceType<typeof pg.Queue> | undefined;
   return {
