@@ -1,5 +1,13 @@
 #!/usr/bin/env node
 'use strict';
-// Runs the compiled CLI (`npm run build` makes dist/). From a source checkout without a build,
-// `npx tsx src/cli/main.ts` runs the same thing.
-require('../dist/src/cli/main.js').main(process.argv);
+// Runs the compiled CLI. `npm start` (or `npm run build`) makes dist/; from a source checkout without
+// a build, `npm run mooring -- <command>` runs the same thing from the TypeScript sources.
+const path = require('node:path');
+const fs = require('node:fs');
+
+const entry = path.join(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
+if (!fs.existsSync(entry)) {
+  process.stderr.write('mooring: not built yet: run `npm run build` (or `npm start`) first, or use `npm run mooring -- <command>`\n');
+  process.exit(1);
+}
+require(entry).main(process.argv);
