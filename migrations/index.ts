@@ -4,10 +4,14 @@
  */
 import type { Knex } from 'knex';
 import * as m001 from './001_foundation';
+import * as m002 from './002_android';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
   down(knex: Knex): Promise<void>;
 }
 
-export const migrations: ReadonlyArray<[name: string, migration: Migration]> = [['001_foundation', m001]];
+export const migrations: ReadonlyArray<[name: string, migration: Migration]> = [
+  ['001_foundation', m001],
+  ['002_android', m002],
+];

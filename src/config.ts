@@ -39,6 +39,31 @@ export const SETTINGS = {
   },
   MOORING_APNS_URL: { schema: z.url().default('https://api.push.apple.com'), doc: 'APNs base URL (a local mock in tests).' },
   MOORING_FCM_URL: { schema: z.url().default('https://fcm.googleapis.com'), doc: 'FCM base URL (a local mock in tests).' },
+  MOORING_FCM_TOKEN_URL: {
+    schema: z.url().default('https://oauth2.googleapis.com/token'),
+    doc: 'OAuth2 token endpoint for the FCM service account (a local mock in tests).',
+  },
+  MOORING_FCM_SERVICE_ACCOUNT: {
+    schema: optionalString,
+    doc: 'Path of the Firebase service-account JSON file. Unset: no FCM push (DPCs long-poll or check in on their own).',
+  },
+  MOORING_ANDROID_DPC_COMPONENT: {
+    schema: optionalString,
+    doc: 'Android DPC admin receiver, `package/fully.qualified.Receiver`. Needed for provisioning QR codes.',
+  },
+  MOORING_ANDROID_DPC_DOWNLOAD_URL: { schema: optionalString, doc: 'HTTPS URL of the DPC APK that provisioning downloads.' },
+  MOORING_ANDROID_DPC_SIGNATURE_CHECKSUM: {
+    schema: optionalString,
+    doc: 'URL-safe base64 SHA-256 of the DPC signing certificate (stable across releases).',
+  },
+  MOORING_ANDROID_DPC_PACKAGE_CHECKSUM: {
+    schema: optionalString,
+    doc: 'URL-safe base64 SHA-256 of the APK file itself (changes with every build); either checksum will do.',
+  },
+  MOORING_SECRET_KEY: {
+    schema: optionalString,
+    doc: 'Key (64 hex characters) sealing secrets kept for later display. Unset: generated in `certs/secret.key`.',
+  },
   MOORING_WEBHOOK_URLS: { schema: urlList, doc: 'Comma-separated URLs that receive every event as a signed JSON POST.' },
   MOORING_WEBHOOK_SECRET: { schema: optionalString, doc: 'HMAC-SHA256 key for `X-Mooring-Signature`. Unset: generated under MOORING_CERTS_DIR.' },
   MOORING_COMMAND_TTL: { schema: seconds.default(30 * 24 * 3600), doc: 'Seconds a queued command lives before it expires, unless the request sets `expires_in`.' },
@@ -72,6 +97,10 @@ export interface Config {
   trustedProxyCertHeader?: string;
   apnsUrl: string;
   fcmUrl: string;
+  fcmTokenUrl: string;
+  fcmServiceAccountFile?: string;
+  androidDpc: { component?: string; downloadUrl?: string; signatureChecksum?: string; packageChecksum?: string };
+  secretKey?: string;
   webhookUrls: string[];
   webhookSecret?: string;
   commandTtlSeconds: number;
@@ -117,6 +146,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     trustedProxyCertHeader: e.MOORING_TRUSTED_PROXY_CERT_HEADER?.toLowerCase(),
     apnsUrl: e.MOORING_APNS_URL,
     fcmUrl: e.MOORING_FCM_URL,
+    fcmTokenUrl: e.MOORING_FCM_TOKEN_URL,
+    fcmServiceAccountFile: e.MOORING_FCM_SERVICE_ACCOUNT,
+    androidDpc: {
+      component: e.MOORING_ANDROID_DPC_COMPONENT,
+      downloadUrl: e.MOORING_ANDROID_DPC_DOWNLOAD_URL,
+      signatureChecksum: e.MOORING_ANDROID_DPC_SIGNATURE_CHECKSUM,
+      packageChecksum: e.MOORING_ANDROID_DPC_PACKAGE_CHECKSUM,
+    },
+    secretKey: e.MOORING_SECRET_KEY,
     webhookUrls: e.MOORING_WEBHOOK_URLS,
     webhookSecret: e.MOORING_WEBHOOK_SECRET,
     commandTtlSeconds: e.MOORING_COMMAND_TTL,
