@@ -18,6 +18,11 @@ import { createApp } from './http/app';
 import { registerQueueDepth } from './metrics';
 import { ensureTlsCertificate, loadOrCreateCa } from './pki/ca';
 import { withDirLock, writeAtomic } from './pki/dir-lock';
+import { Sealer, parseSecretKey } from './pki/sealed';
+import { PgPolicyStore } from './storage/policies';
+import { PgAndroidStore } from './storage/android';
+import { AndroidCommands } from '../protocols/android/commands';
+import { androidRouter } from '../protocols/android/routes';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { PushProviderRegistry } from './push/provider';
 import { createQueueBackend, type QueueBackend } from './queue/backend';
@@ -92,7 +97,8 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const dispatcher = new PushDispatcher(pushQueue, { retryDelayMs: opts.retryDelayMs });
     const providers = opts.pushProviders ?? new PushProviderRegistry();
     cleanup.unshift(() => providers.close());
-    const commands = new CommandService(new PgCommandStore(db, handout), opts.platforms ?? new PlatformRegistry(), dispatcher, {
+    const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands());
+    const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
       defaultTtlSeconds: config.commandTtlSeconds,
       redeliverAfterSeconds: config.redeliverAfterSeconds,
       notNowRetrySeconds: config.notNowRetrySeconds,
@@ -100,8 +106,23 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     });
     const newAdminToken = await bootstrapAdminToken(tokens, db, config.adminToken);
 
-    const admin = adminRouter({ commands, devices, events, tokens, publicUrl: config.publicUrl, bodyLimit: config.adminBodyLimit, version: VERSION });
-    const app = createApp({ logger, admin, ready: () => readiness(db, queues) });
+    const policies = new PgPolicyStore(db);
+    const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
+    const admin = adminRouter({
+      commands,
+      devices,
+      events,
+      tokens,
+      policies,
+      pusher: dispatcher,
+      sealer,
+      publicUrl: config.publicUrl,
+      bodyLimit: config.adminBodyLimit,
+      version: VERSION,
+    });
+    const android = new PgAndroidStore(db, tokens);
+    const deviceRouters = [androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() })];
+    const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {
@@ -209,6 +230,13 @@ function closeServer(server: http.Server | https.Server): Promise<void> {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
+}
+
+function loadOrCreateKey(file: string): Buffer {
+  if (fs.existsSync(file)) return parseSecretKey(fs.readFileSync(file, 'utf8'));
+  const key = crypto.randomBytes(32);
+  writeAtomic(file, key.toString('hex'), 0o600);
+  return key;
 }
 
 function loadOrCreateSecret(file: string): string {

@@ -7,13 +7,22 @@ import { Errors } from '../core/errors';
 import type { Role } from '../core/types';
 import type { ApiToken } from '../storage/tokens';
 
-export type Scope = 'devices:read' | 'commands:read' | 'commands:write' | 'enrollment:read' | 'enrollment:write' | 'events:read' | 'tokens:manage';
+export type Scope =
+  | 'devices:read'
+  | 'commands:read'
+  | 'commands:write'
+  | 'enrollment:read'
+  | 'enrollment:write'
+  | 'policies:read'
+  | 'policies:write'
+  | 'events:read'
+  | 'tokens:manage';
 
 export const ROLE_SCOPES: Record<Role, readonly Scope[]> = {
-  admin: ['devices:read', 'commands:read', 'commands:write', 'enrollment:read', 'enrollment:write', 'events:read', 'tokens:manage'],
-  operator: ['devices:read', 'commands:read', 'commands:write', 'events:read'],
-  enroller: ['enrollment:read', 'enrollment:write'],
-  viewer: ['devices:read', 'commands:read', 'enrollment:read', 'events:read'],
+  admin: ['devices:read', 'commands:read', 'commands:write', 'enrollment:read', 'enrollment:write', 'policies:read', 'policies:write', 'events:read', 'tokens:manage'],
+  operator: ['devices:read', 'commands:read', 'commands:write', 'policies:read', 'policies:write', 'events:read'],
+  enroller: ['enrollment:read', 'enrollment:write', 'policies:read'],
+  viewer: ['devices:read', 'commands:read', 'enrollment:read', 'policies:read', 'events:read'],
 };
 
 declare module 'express-serve-static-core' {

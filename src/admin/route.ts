@@ -3,14 +3,13 @@
  * objects, describe it in `GET /api/v1/openapi.json`. Handlers receive parsed input and return a
  * status and body; errors are thrown and rendered as problem+json in one place.
  */
-import { OpenAPIRegistry, OpenApiGeneratorV31, extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
 import type { Request, Response, Router } from 'express';
-import { z } from 'zod';
-import { Errors } from '../core/errors';
+import { z } from './zod';
+import { parseInput } from '../http/validate';
 import type { ApiToken } from '../storage/tokens';
 import { authenticate, requireScope, type Scope } from './auth';
 
-extendZodWithOpenApi(z);
 
 export interface HandlerInput<P, Q, B> {
   params: P;
@@ -70,9 +69,9 @@ export class AdminRoutes {
     const expressPath = spec.path.replace(/\{(\w+)\}/g, ':$1');
     this.router[spec.method](expressPath, authenticate(this.tokens), requireScope(spec.scope), async (req: Request, res: Response) => {
       const input = {
-        params: parse(spec.params, req.params, 'path'),
-        query: parse(spec.query, req.query, 'query'),
-        body: parse(spec.body, req.body, 'body'),
+        params: spec.params ? parseInput(spec.params, req.params, 'path') : undefined,
+        query: spec.query ? parseInput(spec.query, req.query ?? {}, 'query') : undefined,
+        body: spec.body ? parseInput(spec.body, req.body, 'body') : undefined,
         token: req.apiToken!,
         req,
       } as HandlerInput<z.output<P>, z.output<Q>, z.output<B>>;
@@ -113,16 +112,4 @@ export class AdminRoutes {
       responses: responses as never,
     });
   }
-}
-
-/** Validates one part of the request; every failure becomes 400 validation_failed listing each issue. */
-function parse(schema: z.ZodType | undefined, value: unknown, where: 'path' | 'query' | 'body'): unknown {
-  if (!schema) return undefined;
-  const result = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
-  if (result.success) return result.data;
-  const errors = result.error.issues.map((i) => ({
-    path: [where, ...i.path.map(String)].join('.'),
-    message: i.message,
-  }));
-  throw Errors.validation(`the request ${where} is not valid: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors });
 }

@@ -1,6 +1,9 @@
 /** The admin REST API under /api/v1: JSON in, JSON or problem+json out, bearer-token auth. */
 import express, { Router } from 'express';
-import type { CommandService } from '../core/commands';
+import type { CommandService, PushScheduler } from '../core/commands';
+import type { Sealer } from '../pki/sealed';
+import type { PgPolicyStore } from '../storage/policies';
+import { policyRoutes } from './routes/policies';
 import { notFoundHandler, requireJson } from '../http/problem';
 import type { PgDeviceStore } from '../storage/devices';
 import type { PgEventStore } from '../storage/events';
@@ -12,6 +15,9 @@ import { enrollmentTokenRoutes } from './routes/enrollment-tokens';
 
 export interface AdminDeps {
   commands: CommandService;
+  policies: PgPolicyStore;
+  pusher: PushScheduler;
+  sealer: Sealer;
   devices: PgDeviceStore;
   events: PgEventStore;
   tokens: PgTokenStore;
@@ -26,6 +32,7 @@ export function adminRouter(deps: AdminDeps): Router {
   const routes = new AdminRoutes(router, deps.tokens);
   commandRoutes(routes, deps);
   enrollmentTokenRoutes(routes, deps);
+  policyRoutes(routes, deps);
   auditRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
   // Registered after the routes are described, so the document covers all of them; readable without a token.

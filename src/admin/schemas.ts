@@ -2,7 +2,7 @@
  * The admin API's request and response shapes (zod, documented into OpenAPI) and the serializers that
  * turn stored rows into them. Request bodies are strict: an unknown field is an error, not a silence.
  */
-import { z } from 'zod';
+import { z } from './zod';
 import { COMMAND_TYPES } from '../core/command-types';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../core/pagination';
 import { COMMAND_STATUSES, DEVICE_STATUSES, OWNERSHIPS, PLATFORMS, ROLES, type Command, type Device, type MooringEvent } from '../core/types';
@@ -43,6 +43,8 @@ export const DeviceSchema = z
     name: z.string().nullable(),
     user: z.string().nullable(),
     category: z.string().nullable(),
+    policy_id: uuid.nullable(),
+    api_level: z.number().int().nullable().openapi({ description: 'Android API level' }),
     enrolled_at: iso.nullable(),
     last_seen_at: iso.nullable(),
     inventory: z.record(z.string(), z.unknown()),
@@ -74,6 +76,8 @@ export function deviceJson(d: Device): z.input<typeof DeviceSchema> {
     name: d.name,
     user: d.user_ref,
     category: d.category,
+    policy_id: d.policy_id ?? null,
+    api_level: d.api_level ?? null,
     enrolled_at: d.enrolled_at?.toISOString() ?? null,
     last_seen_at: d.last_seen_at?.toISOString() ?? null,
     inventory: d.inventory,
@@ -129,7 +133,7 @@ export const BulkResultSchema = z
   .object({
     batch_id: uuid,
     accepted: z.array(z.string()),
-    rejected: z.array(z.object({ device_id: z.string(), code: z.string(), detail: z.string() })),
+    rejected: z.array(z.object({ device_id: z.string(), code: z.string(), detail: z.string(), reason: z.string().optional() })),
   })
   .openapi('BulkCommandResult');
 
@@ -175,6 +179,7 @@ export const EnrollmentTokenRequestSchema = z
     one_time: z.boolean().optional(),
     user: z.string().min(1).max(320).optional(),
     max_uses: z.number().int().min(1).max(1_000_000).optional(),
+    additional_data: z.string().max(1024).optional().openapi({ description: 'handed to the DPC with the token (Android)' }),
   })
   .openapi('EnrollmentTokenRequest');
 
@@ -186,6 +191,7 @@ export const EnrollmentTokenSchema = z
     policy_id: uuid.nullable(),
     ownership: z.enum(OWNERSHIPS),
     allow_personal_usage: z.string().nullable(),
+    additional_data: z.string().nullable(),
     user: z.string().nullable(),
     one_time: z.boolean(),
     max_uses: z.number().int().nullable(),
@@ -209,6 +215,7 @@ export function enrollmentTokenJson(t: EnrollmentToken): z.input<typeof Enrollme
     policy_id: t.policy_id,
     ownership: t.ownership,
     allow_personal_usage: t.allow_personal_usage,
+    additional_data: t.additional_data,
     user: t.user_ref,
     one_time: t.one_time,
     max_uses: t.max_uses,

@@ -9,7 +9,7 @@
 import { Errors, type ErrorCode } from './errors';
 import { uuidv7 } from './ids';
 import type { Page, PageRequest } from './pagination';
-import type { CommandOutcome, PlatformRegistry } from './platforms';
+import type { CommandOutcome, PlatformRegistry, RefusalReason } from './platforms';
 import type { Command, Device, DeviceFacts, EventInput, Json, Params } from './types';
 
 export interface CommandRequest {
@@ -51,10 +51,17 @@ export interface NewBatch {
   requested_by: string | null;
 }
 
+/** Why one device did not get a command: an error code, a human detail and, from platforms, a reason. */
+export interface Refusal {
+  code: ErrorCode;
+  detail: string;
+  reason?: RefusalReason;
+}
+
 export interface BulkResult {
   batch_id: string;
   accepted: string[];
-  rejected: Array<{ device_id: string; code: ErrorCode; detail: string }>;
+  rejected: Array<{ device_id: string } & Refusal>;
 }
 
 export type ReportResult = { changed: boolean; command: Command | undefined };
@@ -118,7 +125,7 @@ export class CommandService {
     const target = (await this.store.loadTargets([deviceId])).get(deviceId);
     if (!target) throw Errors.deviceNotFound(deviceId);
     const row = this.#prepare(target, req, params, actor, null);
-    if ('code' in row) throw Errors.of(row.code, row.detail);
+    if ('code' in row) throw Errors.of(row.code, row.detail, row.reason ? { reason: row.reason } : {});
     let command: Command;
     try {
       command = await this.store.insertOne(row, {
@@ -161,7 +168,7 @@ export class CommandService {
       }
       const row = this.#prepare(target, req, params, actor, batchId);
       if ('code' in row) {
-        result.rejected.push({ device_id: deviceId, code: row.code, detail: row.detail });
+        result.rejected.push({ device_id: deviceId, ...row });
         continue;
       }
       rows.push(row);
@@ -181,6 +188,11 @@ export class CommandService {
       );
     }
     return result;
+  }
+
+  /** The command, or undefined (for device-facing lookups that must not throw). */
+  find(id: string): Promise<Command | undefined> {
+    return this.store.get(id);
   }
 
   async get(id: string): Promise<Command> {
@@ -254,15 +266,15 @@ export class CommandService {
     params: Params,
     actor: string | null,
     batchId: string | null,
-  ): NewCommand | { code: ErrorCode; detail: string } {
+  ): NewCommand | Refusal {
     const { device, enrollmentId } = target;
     if (!enrollmentId || device.status === 'unenrolled') {
       return { code: 'device_not_enrolled', detail: `device ${device.id} is ${device.status} and has no management channel` };
     }
     const permission = this.platforms.permit(device, req.type, params);
-    if (!permission.allowed) return { code: permission.code, detail: permission.reason };
+    if (!permission.allowed) return { code: permission.code, detail: permission.detail, reason: permission.reason };
     const id = uuidv7();
-    const ttl = req.expires_in ?? this.opts.defaultTtlSeconds;
+    const ttl = req.expires_in ?? this.platforms.defaultTtlSeconds(device.platform) ?? this.opts.defaultTtlSeconds;
     return {
       id,
       device_id: device.id,

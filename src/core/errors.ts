@@ -23,6 +23,9 @@ export type ErrorCode =
   | 'idempotency_conflict'
   | 'enrollment_token_not_found'
   | 'api_token_not_found'
+  | 'policy_not_found'
+  | 'policy_in_use'
+  | 'mode_not_allowed'
   | 'token_expired'
   | 'token_revoked'
   | 'token_used_up'
@@ -49,6 +52,9 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   idempotency_conflict: 409,
   enrollment_token_not_found: 404,
   api_token_not_found: 404,
+  policy_not_found: 404,
+  policy_in_use: 409,
+  mode_not_allowed: 403,
   token_expired: 403,
   token_revoked: 403,
   token_used_up: 403,

@@ -5,10 +5,16 @@
 import { Errors } from './errors';
 import type { Command, DeviceFacts, Json, Params, Platform } from './types';
 
-/** The answer of a permission check. `effect` says what the command will really do (shown to admins). */
+/** Why a platform refuses a command, as a stable word (AMAPI's vocabulary). */
+export type RefusalReason = 'management_mode' | 'api_level' | 'unsupported' | 'invalid_value' | 'ownership' | 'no_platform_support';
+
+/**
+ * The answer of a permission check. `effect` says what the command will really do (shown to admins);
+ * a refusal has a human `detail` and, where it helps a script, a stable `reason`.
+ */
 export type Permission =
   | { allowed: true; effect?: string }
-  | { allowed: false; code: 'command_not_permitted' | 'unknown_command_type' | 'invalid_params'; reason: string };
+  | { allowed: false; code: 'command_not_permitted' | 'unknown_command_type' | 'invalid_params'; detail: string; reason?: RefusalReason };
 
 /** What a device said about a command, in neutral terms. */
 export type CommandOutcome =
@@ -24,6 +30,8 @@ export interface PlatformCommands {
   build(command: { id: string; type: string; params: Params }, device: DeviceFacts): string;
   /** Reads a device's report on a command (already decoded by the protocol codec) into an outcome. */
   parseResult(report: unknown, command: Command): CommandOutcome;
+  /** How long this platform's commands wait for delivery unless the admin says otherwise (seconds). */
+  readonly defaultTtlSeconds?: number;
 }
 
 export class PlatformRegistry {
@@ -43,9 +51,18 @@ export class PlatformRegistry {
   permit(device: DeviceFacts, type: string, params: Params): Permission {
     const commands = this.#platforms.get(device.platform);
     if (!commands) {
-      return { allowed: false, code: 'command_not_permitted', reason: `this server has no ${device.platform} command support` };
+      return {
+        allowed: false,
+        code: 'command_not_permitted',
+        detail: `this server has no ${device.platform} command support`,
+        reason: 'no_platform_support',
+      };
     }
     return commands.permit(device, type, params);
+  }
+
+  defaultTtlSeconds(platform: Platform): number | undefined {
+    return this.#platforms.get(platform)?.defaultTtlSeconds;
   }
 
   build(device: DeviceFacts, command: { id: string; type: string; params: Params }): string {

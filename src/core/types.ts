@@ -38,6 +38,9 @@ export interface Device {
   name: string | null;
   user_ref: string | null;
   category: string | null;
+  policy_id: string | null;
+  /** Android API level (e.g. 34), when the device reported it. */
+  api_level: number | null;
   enrolled_at: Date | null;
   last_seen_at: Date | null;
   inventory: Record<string, Json>;
@@ -49,7 +52,7 @@ export interface Device {
  * What permission checks and command builders see of a device: what decides whether a command is
  * allowed and how it is built. Kept small because a bulk command reads it for 100,000 devices.
  */
-export const DEVICE_FACTS = ['id', 'platform', 'status', 'ownership', 'mode', 'supervised', 'model', 'manufacturer', 'os_version', 'udid'] as const;
+export const DEVICE_FACTS = ['id', 'platform', 'status', 'ownership', 'mode', 'supervised', 'model', 'manufacturer', 'os_version', 'api_level', 'udid'] as const;
 export type DeviceFacts = Pick<Device, (typeof DEVICE_FACTS)[number]>;
 
 /** One management channel of a device (Apple device or user channel, one Windows or Android registration). */

@@ -24,6 +24,7 @@ export interface EnrollmentToken {
   policy_id: string | null;
   ownership: 'corporate' | 'personal' | 'unknown';
   allow_personal_usage: string | null;
+  additional_data: string | null;
   user_ref: string | null;
   one_time: boolean;
   max_uses: number | null;
@@ -37,7 +38,7 @@ export interface EnrollmentToken {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
 const ENROLLMENT_TOKEN_COLUMNS: string[] = [
-  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'user_ref',
+  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref',
   'one_time', 'max_uses', 'uses', 'expires_at', 'revoked_at', 'created_by', 'created_at',
 ];
 
@@ -90,7 +91,7 @@ export class PgTokenStore {
   // ---- Enrollment tokens ----
 
   async createEnrollmentToken(
-    input: Omit<EnrollmentToken, 'id' | 'uses' | 'revoked_at' | 'created_at' | 'hint'> & { secret: string; hint: string },
+    input: Omit<EnrollmentToken, 'id' | 'uses' | 'revoked_at' | 'created_at' | 'hint'> & { secret: string; hint: string; token_sealed: string | null },
     event: EventInput,
   ): Promise<EnrollmentToken> {
     const { secret, ...rest } = input;
@@ -132,9 +133,9 @@ export class PgTokenStore {
    * Spends one use of an enrollment token for `platform`, atomically: refuses (with a stable code) a
    * token that is unknown, for another platform, revoked, expired or used up.
    */
-  async redeemEnrollmentToken(secret: string, platform: Platform): Promise<EnrollmentToken> {
+  async redeemEnrollmentToken(secret: string, platform: Platform, conn: Db = this.db): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));
-    const [row] = await this.db('enrollment_tokens')
+    const [row] = await conn('enrollment_tokens')
       .where({ token_hash: hash, platform })
       .whereNull('revoked_at')
       .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', this.db.fn.now()))
@@ -143,10 +144,17 @@ export class PgTokenStore {
       .increment('uses', 1)
       .returning(ENROLLMENT_TOKEN_COLUMNS);
     if (row) return row as EnrollmentToken;
-    const found = (await this.db('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
+    const found = (await conn('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
     if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
     if (found.revoked_at) throw Errors.of('token_revoked', 'this enrollment token was revoked');
     if (found.expires_at && found.expires_at <= new Date()) throw Errors.of('token_expired', 'this enrollment token has expired');
     throw Errors.of('token_used_up', 'this enrollment token has been used up');
   }
+}
+
+/** The sealed secret of a token, for rebuilding its provisioning payload (Android). */
+export async function sealedTokenOf(db: Db, id: string): Promise<string | undefined> {
+  if (!UUID.test(id)) return undefined;
+  const row = await db('enrollment_tokens').where({ id }).first('token_sealed');
+  return row?.token_sealed ?? undefined;
 }

@@ -226,9 +226,13 @@ describe('enrollment tokens', () => {
     await expect(s.m.tokens.redeemEnrollmentToken(expired.body.token, 'android')).rejects.toMatchObject({ code: 'token_expired' });
   });
 
-  it('accepts "never" as an expiry', async () => {
-    const res = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'android', expires_in: 'never' }).expect(201);
+  it('accepts "never" as an expiry where the rules allow it', async () => {
+    const res = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'android', allow_personal_usage: 'disallowed', expires_in: 'never' }).expect(201);
     expect(res.body.expires_at).toBeNull();
+    expect(res.body.ownership).toBe('corporate');
+    const byod = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'android', allow_personal_usage: 'allowed', ownership: 'personal', expires_in: 'never' });
+    expectProblem(byod, 400, 'validation_failed');
+    expect(byod.body.errors[0].path).toBe('body.expires_in');
   });
 });
 

@@ -1,5 +1,5 @@
 /** Devices and their commands: list and show devices, queue single and bulk commands, cancel. */
-import { z } from 'zod';
+import { z } from '../zod';
 import type { CommandService } from '../../core/commands';
 import { Errors } from '../../core/errors';
 import type { PgDeviceStore } from '../../storage/devices';

@@ -6,13 +6,20 @@ import { actorOf } from '../auth';
 import { mapPage } from '../../core/pagination';
 import type { AdminRoutes } from '../route';
 import { CreatedEnrollmentTokenSchema, EnrollmentTokenRequestSchema, EnrollmentTokenSchema, IdParams, PageQuery, enrollmentTokenJson, pageOf } from '../schemas';
-import { z } from 'zod';
+import { z } from '../zod';
+import { settleTokenTerms } from '../../core/enrollment-tokens';
 import { PLATFORMS } from '../../core/types';
+import type { Sealer } from '../../pki/sealed';
+import type { PgPolicyStore } from '../../storage/policies';
 
-/** Tokens expire after 30 days unless the request says otherwise. */
-export const DEFAULT_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+export interface EnrollmentTokenRoutesDeps {
+  tokens: PgTokenStore;
+  policies: Pick<PgPolicyStore, 'get'>;
+  sealer: Sealer;
+  publicUrl: URL;
+}
 
-export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, publicUrl }: { tokens: PgTokenStore; publicUrl: URL }): void {
+export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, sealer, publicUrl }: EnrollmentTokenRoutesDeps): void {
   routes.add({
     method: 'post',
     path: '/enrollment-tokens',
@@ -21,21 +28,23 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, publicUrl }
     body: EnrollmentTokenRequestSchema,
     responses: { 201: { description: 'the token; `token` is shown only here', schema: CreatedEnrollmentTokenSchema } },
     async handle({ body, req }) {
+      const terms = settleTokenTerms(body);
+      if (body.policy_id && !(await policies.get(body.policy_id))) throw Errors.of('policy_not_found', `no policy with id ${body.policy_id}`);
       const secret = newEnrollmentToken();
-      const ttl = body.expires_in ?? DEFAULT_TOKEN_TTL_SECONDS;
       const token = await tokens.createEnrollmentToken(
         {
           platform: body.platform,
           policy_id: body.policy_id ?? null,
-          ownership: body.ownership ?? 'unknown',
-          allow_personal_usage: body.allow_personal_usage ?? null,
+          ...terms,
+          additional_data: body.additional_data ?? null,
           user_ref: body.user ?? null,
           one_time: body.one_time ?? false,
           max_uses: body.max_uses ?? null,
-          expires_at: ttl === 'never' ? null : new Date(Date.now() + ttl * 1000),
           created_by: actorOf(req),
           secret,
           hint: hintOf(secret),
+          // Android tokens are shown again inside their provisioning QR code, so they are kept sealed.
+          token_sealed: body.platform === 'android' ? sealer.seal(secret) : null,
         },
         { type: 'enrollment_token.created', actor: actorOf(req) },
       );

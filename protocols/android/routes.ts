@@ -1,0 +1,120 @@
+/**
+ * The DPC device API (CONTRACTS.md section 1, Android):
+ *   POST /android/v1/enroll                 token + device facts -> device id and a credential (shown once)
+ *   POST /android/v1/checkin                report status; get the effective policy and queued commands
+ *   POST /android/v1/commands/{id}/result   report a command's outcome
+ * Bodies are JSON, bounded, validated; errors are problem+json with a stable `code`.
+ */
+import crypto from 'node:crypto';
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
+import type { CommandService } from '../../src/core/commands';
+import { Errors } from '../../src/core/errors';
+import type { Policy } from '../../src/core/policies';
+import { hashSecret } from '../../src/core/secrets';
+import { requireJson } from '../../src/http/problem';
+import { parseInput } from '../../src/http/validate';
+import type { DpcIdentity, PgAndroidStore } from '../../src/storage/android';
+import type { PlatformCommands } from '../../src/core/platforms';
+import type { DpcCommand } from './commands';
+import { CheckinRequestSchema, CommandResultSchema, EnrollRequestSchema } from './dpc';
+
+export const DPC_BODY_LIMIT = '256kb';
+/** Most commands handed to a DPC in one check-in answer. */
+const COMMANDS_PER_CHECKIN = 20;
+/** How often a long-polling check-in looks for new commands. */
+const LONG_POLL_STEP_MS = 1000;
+/** When a DPC should check in next on its own, without a push (seconds). */
+const CHECKIN_INTERVAL_SECONDS = 900;
+
+export interface AndroidRoutesDeps {
+  android: PgAndroidStore;
+  commands: CommandService;
+  /** The Android command plug-in (reads the DPC's result reports). */
+  platform: PlatformCommands;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    dpc?: DpcIdentity;
+  }
+}
+
+export function androidRouter(deps: AndroidRoutesDeps): Router {
+  const router = Router();
+  const json = [requireJson, express.json({ limit: DPC_BODY_LIMIT, strict: true })];
+
+  router.post('/android/v1/enroll', ...json, async (req, res) => {
+    const body = parseInput(EnrollRequestSchema, req.body, 'body');
+    const credential = `mrd_${crypto.randomBytes(32).toString('base64url')}`;
+    const { device, reenrolled } = await deps.android.enroll({
+      token: body.token,
+      mode: body.mode,
+      device: body.device,
+      fcmToken: body.fcm_token,
+      credentialHash: hashSecret(credential),
+    });
+    const policy = await deps.android.policyOf(device);
+    res.status(201).json({
+      device_id: device.id,
+      credential, // shown once; only its digest is stored
+      reenrolled,
+      policy: policyJson(policy),
+      checkin_interval_seconds: CHECKIN_INTERVAL_SECONDS,
+    });
+  });
+
+  router.post('/android/v1/checkin', authenticate(deps.android), ...json, async (req, res) => {
+    const body = parseInput(CheckinRequestSchema, req.body ?? {}, 'body');
+    const id = req.dpc!;
+    const device = await deps.android.recordCheckin(id, body);
+    const policy = await deps.android.policyOf(device);
+    const commands = await takeCommands(deps, id.enrollment_id, body.wait ?? 0, req);
+    const stale = !policy || body.policy_version === undefined || body.policy_version !== policy.version;
+    res.json({
+      policy: stale ? policyJson(policy) : { id: policy.id, version: policy.version },
+      commands,
+      checkin_interval_seconds: CHECKIN_INTERVAL_SECONDS,
+    });
+  });
+
+  router.post('/android/v1/commands/:id/result', authenticate(deps.android), ...json, async (req, res) => {
+    const body = parseInput(CommandResultSchema, req.body, 'body');
+    const id = req.dpc!;
+    const commandId = String(req.params.id);
+    const current = await deps.commands.find(commandId);
+    // A command of another device looks exactly like one that does not exist: nothing leaks.
+    if (!current || current.enrollment_id !== id.enrollment_id) throw Errors.commandNotFound(commandId);
+    const outcome = deps.platform.parseResult(body, current);
+    const { changed, command } = await deps.commands.report(id.enrollment_id, commandId, outcome);
+    res.json({ id: commandId, status: command?.status ?? current.status, changed });
+  });
+
+  return router;
+}
+
+/** Hands out up to COMMANDS_PER_CHECKIN commands; with `wait`, holds the request until one is queued. */
+async function takeCommands(deps: AndroidRoutesDeps, enrollmentId: string, waitSeconds: number, req: Request): Promise<DpcCommand[]> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const out: DpcCommand[] = [];
+    for (let c = await deps.commands.next(enrollmentId); c; c = out.length < COMMANDS_PER_CHECKIN - 1 ? await deps.commands.next(enrollmentId) : undefined) {
+      out.push(JSON.parse(c.payload) as DpcCommand);
+    }
+    if (out.length > 0 || Date.now() >= deadline || req.socket.destroyed) return out;
+    await new Promise((r) => setTimeout(r, Math.min(LONG_POLL_STEP_MS, deadline - Date.now())));
+  }
+}
+
+function authenticate(android: PgAndroidStore) {
+  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    const identity = match ? await android.authenticate(match[1]!) : undefined;
+    if (!identity) return next(Errors.unauthorized('send the device credential from enrollment as "Authorization: Bearer <credential>"'));
+    req.dpc = identity;
+    next();
+  };
+}
+
+function policyJson(policy: Policy | undefined): { id: string; version: number; settings: unknown } | null {
+  return policy ? { id: policy.id, version: policy.version, settings: policy.settings } : null;
+}

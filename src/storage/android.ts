@@ -1,0 +1,176 @@
+/**
+ * Android enrollments: the token exchange (one transaction: the token's use, the device record, its
+ * channel, its credential and the audit event), DPC credentials, and check-in bookkeeping.
+ */
+import { Errors } from '../core/errors';
+import { modesAllowed, type AndroidModeName, type PersonalUsage } from '../core/enrollment-tokens';
+import type { Policy } from '../core/policies';
+import { hashSecret } from '../core/secrets';
+import type { Device, Enrollment, Json, Ownership } from '../core/types';
+import type { Db } from './db';
+import { eventRow } from './events';
+import type { PgTokenStore } from './tokens';
+
+export interface AndroidEnrollInput {
+  token: string;
+  mode: AndroidModeName;
+  device: {
+    serial_number?: string;
+    imei?: string;
+    hardware_id?: string;
+    model: string;
+    manufacturer: string;
+    api_level: number;
+    os_version: string;
+    name?: string;
+  };
+  fcmToken?: string;
+  /** Digest of the new DPC credential (the secret itself goes only to the device). */
+  credentialHash: string;
+}
+
+export interface AndroidEnrollResult {
+  device: Device;
+  enrollment: Enrollment;
+  reenrolled: boolean;
+}
+
+export interface DpcIdentity {
+  device_id: string;
+  enrollment_id: string;
+}
+
+export class PgAndroidStore {
+  constructor(
+    private readonly db: Db,
+    private readonly tokens: PgTokenStore,
+  ) {}
+
+  /**
+   * Spends a token use and enrolls the device, or changes nothing. The same hardware (serial, IMEI
+   * or hardware id) enrolling again keeps its device record: its old credentials are retired and the
+   * commands still waiting for it are canceled (a wipe queued before a reset must not run again).
+   */
+  async enroll(input: AndroidEnrollInput): Promise<AndroidEnrollResult> {
+    return this.db.transaction(async (trx) => {
+      const token = await this.tokens.redeemEnrollmentToken(input.token, 'android', trx);
+      const allowed = modesAllowed(token.allow_personal_usage as PersonalUsage | null, token.ownership);
+      if (!allowed.includes(input.mode)) {
+        throw Errors.of('mode_not_allowed', `this enrollment token allows ${allowed.join(' or ')}, not ${input.mode}`, { allowed_modes: allowed });
+      }
+      const ownership: Ownership = input.mode === 'byod_work_profile' ? 'personal' : 'corporate';
+      const facts = {
+        platform: 'android',
+        status: 'enrolled',
+        ownership,
+        mode: input.mode,
+        serial_number: input.device.serial_number ?? null,
+        imei: input.device.imei ?? null,
+        hardware_id: input.device.hardware_id ?? null,
+        model: input.device.model,
+        manufacturer: input.device.manufacturer,
+        api_level: input.device.api_level,
+        os_version: input.device.os_version,
+        name: input.device.name ?? `${input.device.manufacturer} ${input.device.model}`,
+        user_ref: token.user_ref,
+        policy_id: token.policy_id,
+        enrolled_at: trx.fn.now(),
+        last_seen_at: trx.fn.now(),
+        updated_at: trx.fn.now(),
+      };
+      const existing = await this.#sameHardware(trx, input.device);
+      let device: Device;
+      let enrollment: Enrollment;
+      if (existing) {
+        [device] = await trx('devices').where({ id: existing.id }).update(facts).returning('*');
+        await trx('device_credentials').where({ device_id: existing.id }).whereNull('retired_at').update({ retired_at: trx.fn.now() });
+        await trx.raw(
+          `WITH changed AS (
+             UPDATE commands SET status = 'canceled', canceled_at = now()
+              WHERE device_id = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
+           )
+           INSERT INTO events (type, device_id, command_id, actor, data)
+           SELECT 'command.canceled', device_id, id, 'system:re-enrollment', jsonb_build_object('type', type) FROM changed`,
+          [existing.id],
+        );
+        [enrollment] = await trx('enrollments')
+          .where({ device_id: existing.id, channel_type: 'device' })
+          .update({ status: 'enrolled', push_token: input.fcmToken ?? null, push_token_dead_at: null, last_seen_at: trx.fn.now(), updated_at: trx.fn.now() })
+          .returning('*');
+      } else {
+        [device] = await trx('devices').insert({ ...facts, inventory: '{}' }).returning('*');
+        [enrollment] = await trx('enrollments')
+          .insert({ device_id: device!.id, platform: 'android', channel_key: device!.id, status: 'enrolled', push_token: input.fcmToken ?? null, last_seen_at: trx.fn.now() })
+          .returning('*');
+      }
+      await trx('device_credentials').insert({ device_id: device!.id, enrollment_id: enrollment!.id, secret_hash: input.credentialHash });
+      await trx('events').insert(
+        eventRow({
+          type: existing ? 'device.reenrolled' : 'device.enrolled',
+          device_id: device!.id,
+          actor: `enrollment_token:${token.id}`,
+          data: { platform: 'android', mode: input.mode, enrollment_token_id: token.id },
+        }),
+      );
+      return { device: device!, enrollment: enrollment!, reenrolled: Boolean(existing) };
+    });
+  }
+
+  /** The device and channel a live DPC credential belongs to. */
+  async authenticate(secret: string): Promise<DpcIdentity | undefined> {
+    return this.db('device_credentials as c')
+      .join('devices as d', 'd.id', 'c.device_id')
+      .where({ 'c.secret_hash': hashSecret(secret) })
+      .whereNull('c.retired_at')
+      .whereNot('d.status', 'unenrolled')
+      .first('c.device_id', 'c.enrollment_id');
+  }
+
+  /** Records what a check-in reports; a new FCM token replaces the old one and clears a dead mark. */
+  async recordCheckin(
+    id: DpcIdentity,
+    report: { fcm_token?: string; status?: Record<string, unknown>; inventory?: Record<string, unknown>; os_version?: string; api_level?: number },
+  ): Promise<Device> {
+    return this.db.transaction(async (trx) => {
+      const inventory = report.inventory || report.status ? { ...(report.inventory ?? {}), ...(report.status ? { status: report.status } : {}) } : undefined;
+      const [device] = await trx('devices')
+        .where({ id: id.device_id })
+        .update({
+          last_seen_at: trx.fn.now(),
+          updated_at: trx.fn.now(),
+          ...(inventory ? { inventory: trx.raw('inventory || ?::jsonb', [JSON.stringify(inventory as Json)]) } : {}),
+          ...(report.os_version ? { os_version: report.os_version } : {}),
+          ...(report.api_level ? { api_level: report.api_level } : {}),
+        })
+        .returning('*');
+      await trx('enrollments')
+        .where({ id: id.enrollment_id })
+        .update({
+          last_seen_at: trx.fn.now(),
+          ...(report.fcm_token ? { push_token: report.fcm_token, push_token_dead_at: null } : {}),
+        });
+      return device as Device;
+    });
+  }
+
+  async policyOf(device: Device): Promise<Policy | undefined> {
+    if (!device.policy_id) return undefined;
+    return this.db<Policy>('policies').where({ id: device.policy_id }).first();
+  }
+
+  #sameHardware(trx: Db, d: AndroidEnrollInput['device']): Promise<{ id: string } | undefined> {
+    const keys: Array<[string, string]> = [];
+    // Android answers "unknown" when an app may not read the serial; that matches nothing.
+    if (d.serial_number && d.serial_number.toLowerCase() !== 'unknown') keys.push(['serial_number', d.serial_number]);
+    if (d.imei) keys.push(['imei', d.imei]);
+    if (d.hardware_id) keys.push(['hardware_id', d.hardware_id]);
+    if (keys.length === 0) return Promise.resolve(undefined);
+    return trx('devices')
+      .where({ platform: 'android' })
+      .where((w) => {
+        for (const [col, value] of keys) w.orWhere(col, value);
+      })
+      .orderBy('created_at')
+      .first('id');
+  }
+}
