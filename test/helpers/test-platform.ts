@@ -22,13 +22,13 @@ export class TestPlatformCommands implements PlatformCommands {
       case 'lost_mode_off':
         return device.ownership === 'corporate'
           ? { allowed: true }
-          : { allowed: false, code: 'command_not_permitted', reason: 'lost mode needs a company-owned device' };
+          : { allowed: false, code: 'command_not_permitted', detail: 'lost mode needs a company-owned device', reason: 'ownership' };
       case 'raw':
         return typeof params.command === 'string'
           ? { allowed: true }
-          : { allowed: false, code: 'invalid_params', reason: 'raw needs params.command (a string)' };
+          : { allowed: false, code: 'invalid_params', detail: 'raw needs params.command (a string)', reason: 'invalid_value' };
       default:
-        return { allowed: false, code: 'command_not_permitted', reason: `${type} is not supported on ${this.platform}` };
+        return { allowed: false, code: 'command_not_permitted', detail: `${type} is not supported on ${this.platform}`, reason: 'unsupported' };
     }
   }
 
