@@ -24,6 +24,7 @@ import { PgAndroidStore } from './storage/android';
 import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
+import { FcmProvider, loadServiceAccountFile } from './push/fcm';
 import { PushProviderRegistry } from './push/provider';
 import { createQueueBackend, type QueueBackend } from './queue/backend';
 import { PgCommandStore } from './storage/commands';
@@ -95,7 +96,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const events = new PgEventStore(db);
     const tokens = new PgTokenStore(db);
     const dispatcher = new PushDispatcher(pushQueue, { retryDelayMs: opts.retryDelayMs });
-    const providers = opts.pushProviders ?? new PushProviderRegistry();
+    const providers = opts.pushProviders ?? defaultPushProviders(config, logger);
     cleanup.unshift(() => providers.close());
     const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands());
     const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
@@ -258,4 +259,15 @@ function findUp(name: string): string {
     if (fs.existsSync(path.join(__dirname, rel, name))) return path.join(rel, name);
   }
   return path.join('..', name);
+}
+
+/** Push providers for the platforms configured here: FCM when a service account is given. */
+function defaultPushProviders(config: Config, logger: Logger): PushProviderRegistry {
+  const providers = new PushProviderRegistry();
+  if (config.fcmServiceAccountFile) {
+    const serviceAccount = loadServiceAccountFile(config.fcmServiceAccountFile); // a clear error at start
+    providers.register(new FcmProvider({ serviceAccount, fcmUrl: config.fcmUrl, tokenUrl: config.fcmTokenUrl }));
+    logger.info({ project_id: serviceAccount.project_id }, 'FCM push enabled');
+  }
+  return providers;
 }

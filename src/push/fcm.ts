@@ -149,14 +149,14 @@ export class FcmProvider implements PushProvider {
       return { outcome: 'retry', reason: `FCM unreachable: ${describeFetchError(err, this.#timeoutMs)}` };
     }
     if (res.ok) return { outcome: 'sent' };
-    
+    if (res.status === 401 && this.#token?.value === token) this.#token = undefined;
     return classifyFcmError(res.status, text, res.headers.get('retry-after'), this.#now());
   }
 
   /** The cached access token, or one fresh from the token endpoint (shared by concurrent callers). */
   #accessToken(): Promise<string> {
     if (this.#token && this.#now() < this.#token.refreshAt) return Promise.resolve(this.#token.value);
-    this.#pending = this.#fetchToken().finally(() => {
+    this.#pending ??= this.#fetchToken().finally(() => {
       this.#pending = undefined;
     });
     return this.#pending;

@@ -37,6 +37,8 @@ export interface TestServerOptions {
   database?: TestDatabase;
   queueNamespace?: string;
   retryDelayMs?: number;
+  /** The platform plug-ins; default: the test plug-in for android and windows. */
+  platforms?: PlatformRegistry;
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer & { database: TestDatabase; queueNamespace: string }> {
@@ -54,7 +56,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     MOORING_DB_POOL_MAX: '10',
     ...opts.env,
   });
-  const platforms = new PlatformRegistry().register(new TestPlatformCommands('android')).register(new TestPlatformCommands('windows'));
+  const platforms = opts.platforms ?? new PlatformRegistry().register(new TestPlatformCommands('android')).register(new TestPlatformCommands('windows'));
   const m = await createMooring(config, {
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     platforms,
