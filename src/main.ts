@@ -9,7 +9,8 @@ import https from 'node:https';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { adminRouter } from './admin/router';
-import type { Config } from './config';
+import { ConfigError, type Config } from './config';
+import { validateDpc } from '../protocols/android/provisioning';
 import { CommandService } from './core/commands';
 import { PlatformRegistry } from './core/platforms';
 import { hashSecret, hintOf, newApiToken } from './core/secrets';
@@ -110,6 +111,8 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const policies = new PgPolicyStore(db);
     const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
     const admin = adminRouter({
+      db,
+      androidDpc: androidDpcConfig(config),
       commands,
       devices,
       events,
@@ -270,4 +273,15 @@ function defaultPushProviders(config: Config, logger: Logger): PushProviderRegis
     logger.info({ project_id: serviceAccount.project_id }, 'FCM push enabled');
   }
   return providers;
+}
+
+/**
+ * The Android DPC settings, checked at start: a partial or wrong configuration stops the start with
+ * the reason; none at all just leaves provisioning payloads unavailable (503 with what to set).
+ */
+function androidDpcConfig(config: Config): ReturnType<typeof validateDpc> {
+  const result = validateDpc(config.androidDpc);
+  const configured = Object.values(config.androidDpc).some((v) => v !== undefined);
+  if (!result.ok && configured) throw new ConfigError(result.problems);
+  return result;
 }

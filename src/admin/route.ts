@@ -23,6 +23,8 @@ export interface Reply {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** A non-JSON answer (an image, a text form) with its content type. */
+  raw?: { contentType: string; content: Buffer | string };
 }
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
@@ -77,7 +79,8 @@ export class AdminRoutes {
       } as HandlerInput<z.output<P>, z.output<Q>, z.output<B>>;
       const reply = await spec.handle(input);
       for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v);
-      if (reply.body === undefined) res.status(reply.status).end();
+      if (reply.raw) res.status(reply.status).type(reply.raw.contentType).send(reply.raw.content);
+      else if (reply.body === undefined) res.status(reply.status).end();
       else res.status(reply.status).json(reply.body);
     });
   }

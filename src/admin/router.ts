@@ -4,6 +4,8 @@ import type { CommandService, PushScheduler } from '../core/commands';
 import type { Sealer } from '../pki/sealed';
 import type { PgPolicyStore } from '../storage/policies';
 import { policyRoutes } from './routes/policies';
+import { provisioningRoutes, type ProvisioningDeps } from './routes/provisioning';
+import type { Db } from '../storage/db';
 import { notFoundHandler, requireJson } from '../http/problem';
 import type { PgDeviceStore } from '../storage/devices';
 import type { PgEventStore } from '../storage/events';
@@ -14,6 +16,8 @@ import { commandRoutes } from './routes/commands';
 import { enrollmentTokenRoutes } from './routes/enrollment-tokens';
 
 export interface AdminDeps {
+  db: Db;
+  androidDpc: ProvisioningDeps['dpc'];
   commands: CommandService;
   policies: PgPolicyStore;
   pusher: PushScheduler;
@@ -32,6 +36,7 @@ export function adminRouter(deps: AdminDeps): Router {
   const routes = new AdminRoutes(router, deps.tokens);
   commandRoutes(routes, deps);
   enrollmentTokenRoutes(routes, deps);
+  provisioningRoutes(routes, { ...deps, dpc: deps.androidDpc });
   policyRoutes(routes, deps);
   auditRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });

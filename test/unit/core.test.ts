@@ -47,7 +47,7 @@ describe('platform registry', () => {
 
   it('refuses commands for a platform nobody registered, with the reason', () => {
     const p = new PlatformRegistry().permit(device, 'lock', {});
-    expect(p).toEqual({ allowed: false, code: 'command_not_permitted', reason: expect.stringMatching(/apple/) });
+    expect(p).toEqual({ allowed: false, code: 'command_not_permitted', detail: expect.stringMatching(/apple/), reason: 'no_platform_support' });
   });
 
   it('asks the registered platform and refuses a second registration', () => {
