@@ -96,7 +96,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const devices = new PgDeviceStore(db);
     const events = new PgEventStore(db);
     const tokens = new PgTokenStore(db);
-    const dispatcher = new PushDispatcher(pushQueue, { retryDelayMs: opts.retryDelayMs });
+    const dispatcher = new PushDispatcher(pushQueue);
     const providers = opts.pushProviders ?? defaultPushProviders(config, logger);
     cleanup.unshift(() => providers.close());
     const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands());
@@ -157,6 +157,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
           webhookUrls: config.webhookUrls,
           webhookSecret,
           webhookRetryDelayMs: opts.retryDelayMs,
+          pushRetryDelayMs: opts.retryDelayMs,
           ...overrides,
         }),
       stop: () => runAll(cleanup),

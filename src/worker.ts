@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { CommandService } from './core/commands';
 import { WEBHOOK_QUEUE, webhookProcessor, webhookPublisher, type WebhookJob } from './events/webhooks';
-import { PUSH_QUEUE, pushProcessor, type PushDispatcher, type PushJob } from './push/dispatcher';
+import { DEFAULT_PUSH_RETRY_DELAY_MS, PUSH_QUEUE, pushBackoff, pushProcessor, type PushDispatcher, type PushJob } from './push/dispatcher';
 import type { PushProviderRegistry } from './push/provider';
 import type { QueueBackend, QueueHandle, WorkerHandle } from './queue/backend';
 import type { PgDeviceStore } from './storage/devices';
@@ -30,6 +30,8 @@ export interface WorkerDeps {
   concurrency?: number;
   /** Base delay of the exponential backoff for webhook retries (ms). */
   webhookRetryDelayMs?: number;
+  /** Base delay of the push backoff (ms); must match the dispatcher's. */
+  pushRetryDelayMs?: number;
 }
 
 export interface RunningWorker {
@@ -42,7 +44,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
     deps.queues.worker<PushJob>(
       PUSH_QUEUE,
       pushProcessor({ providers: deps.providers, enrollments: deps.devices, dispatcher: deps.dispatcher, log }) as never,
-      { concurrency: deps.concurrency ?? 20 },
+      { concurrency: deps.concurrency ?? 20, settings: { backoffStrategy: pushBackoff(deps.pushRetryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) } },
     ),
     deps.queues.worker<WebhookJob>(WEBHOOK_QUEUE, webhookProcessor(deps.webhookSecret) as never, { concurrency: 10 }),
   ];

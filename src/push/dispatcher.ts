@@ -16,29 +16,24 @@ export const PUSH_QUEUE = 'push';
 
 export type PushJob = { enrollment_id: string } | { batch_id: string };
 
-/** Retries for transient failures: 2s, 4s, 8s ... (about 8.5 minutes in all), each +/- 50% jitter. */
+/**
+ * Retries for transient failures: the worker's `pushBackoff` spaces them (2s, 4s, 8s ... about 8.5
+ * minutes in all with the default base), never sooner than the provider's Retry-After.
+ */
 export const DEFAULT_PUSH_RETRY_DELAY_MS = 2000;
+export const PUSH_BACKOFF = 'mooring-push';
 
-function pushJobOptions(retryDelayMs: number) {
-  return {
-    attempts: 9,
-    backoff: { type: 'exponential', delay: retryDelayMs, jitter: 0.5 },
-    removeOnComplete: true,
-    removeOnFail: 1000,
-  };
-}
+const PUSH_JOB_OPTIONS = {
+  attempts: 9,
+  backoff: { type: PUSH_BACKOFF },
+  removeOnComplete: true,
+  removeOnFail: 1000,
+};
 
 const FANOUT_PAGE = 1000;
 
 export class PushDispatcher implements PushScheduler {
-  readonly #jobOptions: ReturnType<typeof pushJobOptions>;
-
-  constructor(
-    private readonly queue: QueueHandle<PushJob>,
-    opts: { retryDelayMs?: number } = {},
-  ) {
-    this.#jobOptions = pushJobOptions(opts.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS);
-  }
+  constructor(private readonly queue: QueueHandle<PushJob>) {}
 
   async push(enrollmentIds: string[], opts: { delayMs?: number } = {}): Promise<void> {
     const unique = [...new Set(enrollmentIds)];
@@ -48,7 +43,7 @@ export class PushDispatcher implements PushScheduler {
           name: 'push',
           data: { enrollment_id: id },
           opts: {
-            ...this.#jobOptions,
+            ...PUSH_JOB_OPTIONS,
             delay: opts.delayMs ?? 0,
             // While a push for this enrollment waits, another request joins it; an earlier request
             // pulls a delayed one forward; one arriving mid-send runs once more afterwards.
@@ -60,7 +55,7 @@ export class PushDispatcher implements PushScheduler {
   }
 
   async pushBatch(batchId: string): Promise<void> {
-    await this.queue.add('fanout', { batch_id: batchId }, { ...this.#jobOptions, jobId: `fanout-${batchId}` });
+    await this.queue.add('fanout', { batch_id: batchId }, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}` });
   }
 }
 
@@ -78,6 +73,26 @@ export interface PushWorkerDeps {
 /** Thrown for a transient failure so BullMQ retries the job with backoff. */
 export class PushRetryError extends Error {
   override name = 'PushRetryError';
+
+  constructor(
+    reason: string,
+    /** The provider's own "not before" (Retry-After), which the backoff honours. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(reason);
+  }
+}
+
+/**
+ * The push queue's backoff: exponential from `baseMs` with +/- 50% jitter, but never sooner than the
+ * provider asked (Retry-After). BullMQ calls it with the attempts made so far and the job's error.
+ */
+export function pushBackoff(baseMs: number, random: () => number = Math.random) {
+  return (attemptsMade: number, _type?: string, err?: Error): number => {
+    const exponential = baseMs * 2 ** Math.max(0, attemptsMade - 1);
+    const jittered = Math.round(exponential * (0.5 + random()));
+    return Math.max(jittered, err instanceof PushRetryError ? (err.retryAfterMs ?? 0) : 0);
+  };
 }
 
 /** The job processor the `mooring worker` runs on the push queue. */
@@ -135,6 +150,6 @@ async function sendOne(deps: PushWorkerDeps, enrollmentId: string): Promise<stri
       deps.log.warn({ enrollment_id: e.id, reason: result.reason }, 'push refused; not retrying');
       return 'failed';
     case 'retry':
-      throw new PushRetryError(result.reason);
+      throw new PushRetryError(result.reason, result.retryAfterMs);
   }
 }

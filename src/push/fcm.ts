@@ -247,11 +247,13 @@ export function classifyFcmError(httpStatus: number, text: string, retryAfter: s
       return { outcome: 'failed', reason };
     case 'QUOTA_EXCEEDED':
     case 'RESOURCE_EXHAUSTED':
+      // Google: back off for at least a minute when the project's quota is spent.
+      return { outcome: 'retry', reason, retryAfterMs: Math.max(60_000, (wait ?? 0) * 1000) };
     case 'UNAVAILABLE':
     case 'INTERNAL':
-      return { outcome: 'retry', reason };
+      return { outcome: 'retry', reason, ...(wait !== undefined ? { retryAfterMs: wait * 1000 } : {}) };
   }
-  if (httpStatus === 429 || httpStatus >= 500) return { outcome: 'retry', reason };
+  if (httpStatus === 429 || httpStatus >= 500) return { outcome: 'retry', reason, ...(wait !== undefined ? { retryAfterMs: wait * 1000 } : {}) };
   return { outcome: 'failed', reason };
 }
 

@@ -19,7 +19,7 @@ export type PushResult =
   /** The token will never work again (APNs 410 Unregistered, FCM UNREGISTERED): stop using it. */
   | { outcome: 'dead_token'; reason: string }
   /** Worth trying again later (network, 429, 5xx); `retryAfterMs` when the service said when. */
-  | { outcome: 'retry'; reason: string }
+  | { outcome: 'retry'; reason: string; retryAfterMs?: number }
   /** Will not work however often retried (bad topic, bad credentials): record and stop. */
   | { outcome: 'failed'; reason: string };
 

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { FcmProvider, loadServiceAccount, type FcmProviderOptions } from '../../src/push/fcm';
+import { FcmProvider, loadServiceAccount, type FcmProviderOptions, classifyFcmError } from '../../src/push/fcm';
 import { PushProviderRegistry, type PushTarget } from '../../src/push/provider';
 import type { RunningWorker } from '../../src/worker';
 import { FcmMock, fcmErrors, makeServiceAccount, type TestServiceAccount } from '../helpers/fcm-mock';
@@ -123,13 +123,13 @@ describe('FcmProvider against a loopback FCM', () => {
     it('QUOTA_EXCEEDED (429) with Retry-After -> retry, naming the wait', async () => {
       mock.respond('tok-quota', fcmErrors.quotaExceeded('60'));
       const r = await p().send(target('tok-quota'));
-      expect(r).toEqual({ outcome: 'retry', reason: expect.stringMatching(/QUOTA_EXCEEDED \(HTTP 429\).*Retry-After 60s/) });
+      expect(r).toEqual({ outcome: 'retry', reason: expect.stringMatching(/QUOTA_EXCEEDED \(HTTP 429\).*Retry-After 60s/), retryAfterMs: 60_000 });
     });
 
     it('UNAVAILABLE (503) -> retry, honouring an HTTP-date Retry-After', async () => {
       mock.respond('tok-unavail', fcmErrors.unavailable(new Date(clock + 30_000).toUTCString()));
       const r = await p().send(target('tok-unavail'));
-      expect(r).toEqual({ outcome: 'retry', reason: expect.stringMatching(/UNAVAILABLE \(HTTP 503\).*Retry-After 30s/) });
+      expect(r).toEqual({ outcome: 'retry', reason: expect.stringMatching(/UNAVAILABLE \(HTTP 503\).*Retry-After 30s/), retryAfterMs: 30_000 });
     });
 
     it('INTERNAL (500) -> retry', async () => {
@@ -282,3 +282,10 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+describe('quota backoff', () => {
+  it('asks for at least a minute after QUOTA_EXCEEDED even without Retry-After', () => {
+    const body = JSON.stringify({ error: { code: 429, status: 'RESOURCE_EXHAUSTED', message: 'quota', details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'QUOTA_EXCEEDED' }] } });
+    expect(classifyFcmError(429, body, null, Date.now())).toMatchObject({ outcome: 'retry', retryAfterMs: 60_000 });
+  });
+});

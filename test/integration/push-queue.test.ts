@@ -3,6 +3,7 @@
  * REDIS_URL is set or a redis-server binary exists): coalescing per enrollment, delivery through the
  * platform's provider, retry with backoff, dead-token marking, bulk fan-out, and NotNow re-push.
  */
+import { PushRetryError, pushBackoff } from '../../src/push/dispatcher';
 import { PushProviderRegistry } from '../../src/push/provider';
 import type { RunningWorker } from '../../src/worker';
 import { QUEUE_BACKENDS } from '../helpers/database';
@@ -62,6 +63,17 @@ describe.each(QUEUE_BACKENDS)('push queue on %s', (backend, url) => {
     await s.m.dispatcher.push([enrollment.id]);
     await eventually(() => provider.sent.some((t) => t.enrollmentId === enrollment.id), 15_000, 'the third attempt');
     expect(provider.attempts.filter((t) => t.enrollmentId === enrollment.id)).toHaveLength(3);
+  });
+
+  it('waits at least as long as the provider\'s Retry-After before trying again', async () => {
+    worker = s.m.startWorker();
+    const { enrollment } = await s.device();
+    provider.answer({ outcome: 'retry', reason: '503 with Retry-After: 1', retryAfterMs: 1000 });
+    const started = Date.now();
+    await s.m.dispatcher.push([enrollment.id]);
+    await eventually(() => provider.sent.some((t) => t.enrollmentId === enrollment.id), 15_000, 'the retried push');
+    // The base backoff in these tests is 50 ms; only the Retry-After explains a wait of a second.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
   });
 
   it('marks a dead token once and stops pushing to it', async () => {
@@ -126,5 +138,18 @@ describe.each(QUEUE_BACKENDS)('push queue on %s', (backend, url) => {
     await eventually(() => provider.sent.filter((t) => t.enrollmentId === enrollment.id).length > sentBefore, 10_000, 'the pulled-forward push');
     c = await counts();
     expect(c.delayed).toBe(0);
+  });
+});
+
+describe('pushBackoff', () => {
+  it('doubles from the base with jitter, and never undercuts Retry-After', () => {
+    const half = pushBackoff(1000, () => 0.5); // no jitter
+    expect([1, 2, 3, 4].map((n) => half(n))).toEqual([1000, 2000, 4000, 8000]);
+    const low = pushBackoff(1000, () => 0);
+    const high = pushBackoff(1000, () => 0.999);
+    expect(low(3)).toBe(2000);
+    expect(high(3)).toBeLessThan(6000);
+    expect(half(1, 'mooring-push', new PushRetryError('quota', 60_000))).toBe(60_000);
+    expect(half(5, 'mooring-push', new PushRetryError('busy', 1000))).toBe(16_000);
   });
 });
