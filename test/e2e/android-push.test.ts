@@ -66,3 +66,18 @@ it('stops pushing to a token FCM calls UNREGISTERED, and takes a new one at chec
   const e = await s.m.db('enrollments').where({ device_id: dpc.deviceId }).first();
   expect(e).toMatchObject({ push_token: 'fcm-token-new', push_token_dead_at: null });
 });
+
+it('wakes the devices on a policy when it changes, and a revoked token leaves them enrolled', async () => {
+  const policy = await s.api.post('/api/v1/policies').send({ name: 'Field', settings: { restrictions: { camera_disabled: false } } }).expect(201);
+  const t = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'android', allow_personal_usage: 'disallowed', policy_id: policy.body.id }).expect(201);
+  const dpc = new SimulatedDpc(net.url, 'fully_managed', { serial_number: 'policy-push-1', model: 'TC58', manufacturer: 'Zebra', api_level: 33, os_version: '13' }, 'fcm-token-policy');
+  await dpc.enroll(t.body.token);
+  await dpc.checkin();
+  await s.api.delete(`/api/v1/enrollment-tokens/${t.body.id}`).expect(200);
+
+  const before = fcm.delivered.filter((m) => m.body.message?.token === 'fcm-token-policy').length;
+  await s.api.put(`/api/v1/policies/${policy.body.id}`).send({ settings: { restrictions: { camera_disabled: true } } }).expect(200);
+  await eventually(() => fcm.delivered.filter((m) => m.body.message?.token === 'fcm-token-policy').length > before, 10_000, 'the policy push');
+  const answer = await dpc.checkin();
+  expect(answer.policy).toMatchObject({ version: 2, settings: { restrictions: { camera_disabled: true } } });
+});
