@@ -17,7 +17,7 @@ import { hashSecret, hintOf, newApiToken } from './core/secrets';
 import { WEBHOOK_QUEUE, type WebhookJob } from './events/webhooks';
 import { createApp } from './http/app';
 import { registerQueueDepth } from './metrics';
-import { ensureTlsCertificate, loadOrCreateCa } from './pki/ca';
+import { ensureTlsCertificate, loadOrCreateCa, type CertificateAuthority } from './pki/ca';
 import { withDirLock, writeAtomic } from './pki/dir-lock';
 import { Sealer, parseSecretKey } from './pki/sealed';
 import { PgPolicyStore } from './storage/policies';
@@ -62,6 +62,8 @@ export interface Mooring {
   devices: PgDeviceStore;
   events: PgEventStore;
   tokens: PgTokenStore;
+  /** Mooring's certificate authority (device identities, the HTTPS certificate). */
+  ca: CertificateAuthority;
   app: express.Express;
   /** The admin token made on this start (first start only), to print once. */
   newAdminToken?: string;
@@ -108,6 +110,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     });
     const newAdminToken = await bootstrapAdminToken(tokens, db, config.adminToken);
 
+    const ca = await withDirLock(config.certsDir, () => loadOrCreateCa(config.certsDir, (msg) => logger.info(msg)));
     const policies = new PgPolicyStore(db);
     const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
     const admin = adminRouter({
@@ -141,6 +144,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       devices,
       events,
       tokens,
+      ca,
       app,
       newAdminToken,
       startWorker: (overrides = {}) =>
@@ -208,10 +212,9 @@ export interface Listeners {
  */
 export async function listen(m: Mooring): Promise<Listeners> {
   const { config } = m;
-  const tls = await withDirLock(config.certsDir, async () => {
-    const ca = await loadOrCreateCa(config.certsDir, (msg) => m.logger.info(msg));
-    return ensureTlsCertificate(ca, config.certsDir, [config.publicUrl.hostname, 'localhost', '127.0.0.1']);
-  });
+  const tls = await withDirLock(config.certsDir, () =>
+    ensureTlsCertificate(m.ca, config.certsDir, [config.publicUrl.hostname, 'localhost', '127.0.0.1']),
+  );
   if (tls.issued) m.logger.info({ hosts: [config.publicUrl.hostname, 'localhost', '127.0.0.1'] }, 'issued a new TLS server certificate');
   const httpsServer = https.createServer({ cert: tls.certPem, key: tls.keyPem, ca: [tls.caPem], requestCert: true, rejectUnauthorized: false }, m.app);
   const httpServer = http.createServer(m.app);
