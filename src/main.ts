@@ -127,7 +127,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       bodyLimit: config.adminBodyLimit,
       version: VERSION,
     });
-    const android = new PgAndroidStore(db, tokens);
+    const android = new PgAndroidStore(db, tokens, handout);
     const deviceRouters = [androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() })];
     const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));

@@ -63,12 +63,14 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
     });
   });
 
-  router.post('/android/v1/checkin', authenticate(deps.android), ...json, async (req, res) => {
+  // The hot path: one statement for credential and bookkeeping, one to take the commands.
+  router.post('/android/v1/checkin', ...json, async (req, res) => {
+    const secret = bearer(req);
     const body = parseInput(CheckinRequestSchema, req.body ?? {}, 'body');
-    const id = req.dpc!;
-    const device = await deps.android.recordCheckin(id, body);
-    const policy = await deps.android.policyOf(device);
-    const commands = await takeCommands(deps, id.enrollment_id, body.wait ?? 0, req);
+    const checkedIn = secret ? await deps.android.checkin(secret, body) : undefined;
+    if (!checkedIn) throw unauthorized();
+    const { policy } = checkedIn;
+    const commands = await takeCommands(deps, checkedIn.enrollment_id, body.wait ?? 0, req);
     const stale = !policy || body.policy_version === undefined || body.policy_version !== policy.version;
     res.json({
       policy: stale ? policyJson(policy) : { id: policy.id, version: policy.version },
@@ -96,10 +98,7 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
 async function takeCommands(deps: AndroidRoutesDeps, enrollmentId: string, waitSeconds: number, req: Request): Promise<DpcCommand[]> {
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    const out: DpcCommand[] = [];
-    for (let c = await deps.commands.next(enrollmentId); c; c = out.length < COMMANDS_PER_CHECKIN - 1 ? await deps.commands.next(enrollmentId) : undefined) {
-      out.push(JSON.parse(c.payload) as DpcCommand);
-    }
+    const out = (await deps.commands.nextMany(enrollmentId, COMMANDS_PER_CHECKIN)).map((c) => JSON.parse(c.payload) as DpcCommand);
     if (out.length > 0 || Date.now() >= deadline || req.socket.destroyed) return out;
     await new Promise((r) => setTimeout(r, Math.min(LONG_POLL_STEP_MS, deadline - Date.now())));
   }
@@ -107,14 +106,20 @@ async function takeCommands(deps: AndroidRoutesDeps, enrollmentId: string, waitS
 
 function authenticate(android: PgAndroidStore) {
   return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    const identity = match ? await android.authenticate(match[1]!) : undefined;
-    if (!identity) return next(Errors.unauthorized('send the device credential from enrollment as "Authorization: Bearer <credential>"'));
+    const secret = bearer(req);
+    const identity = secret ? await android.authenticate(secret) : undefined;
+    if (!identity) return next(unauthorized());
     req.dpc = identity;
     next();
   };
 }
 
-function policyJson(policy: Policy | undefined): { id: string; version: number; settings: unknown } | null {
+function bearer(req: Request): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
+const unauthorized = () => Errors.unauthorized('send the device credential from enrollment as "Authorization: Bearer <credential>"');
+
+function policyJson(policy: Pick<Policy, 'id' | 'version' | 'settings'> | undefined): { id: string; version: number; settings: unknown } | null {
   return policy ? { id: policy.id, version: policy.version, settings: policy.settings } : null;
 }

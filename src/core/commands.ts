@@ -76,7 +76,8 @@ export interface CommandStore {
   get(id: string): Promise<Command | undefined>;
   listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>>;
   /** Marks and returns the next deliverable command of an enrollment (FOR UPDATE SKIP LOCKED). */
-  takeNext(enrollmentId: string, opts: { skipNotNow: boolean }): Promise<Command | undefined>;
+  /** Marks and returns up to `limit` (default 1) deliverable commands, in delivery order. */
+  takeNext(enrollmentId: string, opts: { skipNotNow: boolean; limit?: number }): Promise<Command[]>;
   /** Puts commands sent before `before` but never reported back in the queue; returns their enrollments. */
   requeueUnreported(before: Date, limit: number): Promise<string[]>;
   /** Applies an outcome if the command is still open on that enrollment; returns whether it changed. */
@@ -217,8 +218,13 @@ export class CommandService {
    * The next command for a polling enrollment, marked sent. After a NotNow the device gets the next
    * *other* command (`skipNotNow`); NotNow'd commands come back at its next idle poll.
    */
-  next(enrollmentId: string, opts: { skipNotNow?: boolean } = {}): Promise<Command | undefined> {
-    return this.store.takeNext(enrollmentId, { skipNotNow: opts.skipNotNow ?? false });
+  async next(enrollmentId: string, opts: { skipNotNow?: boolean } = {}): Promise<Command | undefined> {
+    return (await this.store.takeNext(enrollmentId, { skipNotNow: opts.skipNotNow ?? false }))[0];
+  }
+
+  /** Up to `limit` commands at once, for protocols that answer a check-in with a list. */
+  nextMany(enrollmentId: string, limit: number): Promise<Command[]> {
+    return this.store.takeNext(enrollmentId, { skipNotNow: false, limit });
   }
 
   /**

@@ -6,7 +6,8 @@ import { Errors } from '../core/errors';
 import { modesAllowed, type AndroidModeName, type PersonalUsage } from '../core/enrollment-tokens';
 import type { Policy } from '../core/policies';
 import { hashSecret } from '../core/secrets';
-import type { Device, Enrollment, Json, Ownership } from '../core/types';
+import type { Device, Enrollment, Ownership } from '../core/types';
+import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 import type { PgTokenStore } from './tokens';
@@ -40,10 +41,37 @@ export interface DpcIdentity {
   enrollment_id: string;
 }
 
+// One round trip per check-in; losing a last-seen mark in a crash is harmless (the next check-in
+// writes it again), so it runs on the asynchronous-commit pool.
+const CHECKIN = `
+  WITH cred AS (
+    SELECT c.device_id, c.enrollment_id FROM device_credentials c JOIN devices d ON d.id = c.device_id
+     WHERE c.secret_hash = $1 AND c.retired_at IS NULL AND d.status <> 'unenrolled'
+  ), enr AS (
+    UPDATE enrollments e
+       SET last_seen_at = now(),
+           push_token = coalesce($2::text, e.push_token),
+           push_token_dead_at = CASE WHEN $2::text IS NULL THEN e.push_token_dead_at END
+      FROM cred WHERE e.id = cred.enrollment_id
+    RETURNING e.id
+  ), dev AS (
+    UPDATE devices d
+       SET last_seen_at = now(),
+           inventory = CASE WHEN $3::jsonb IS NULL THEN d.inventory ELSE d.inventory || $3::jsonb END,
+           os_version = coalesce($4::text, d.os_version),
+           api_level = coalesce($5::int, d.api_level)
+      FROM cred WHERE d.id = cred.device_id
+    RETURNING d.id, d.policy_id
+  )
+  SELECT cred.device_id, cred.enrollment_id, p.id AS policy_id, p.version AS policy_version, p.settings AS policy_settings
+    FROM cred JOIN dev ON dev.id = cred.device_id LEFT JOIN policies p ON p.id = dev.policy_id`;
+
 export class PgAndroidStore {
   constructor(
     private readonly db: Db,
     private readonly tokens: PgTokenStore,
+    /** Check-in bookkeeping (last seen, status) runs on the hand-out pool: see createHandoutPool. */
+    private readonly handout: pg.Pool,
   ) {}
 
   /**
@@ -126,31 +154,30 @@ export class PgAndroidStore {
       .first('c.device_id', 'c.enrollment_id');
   }
 
-  /** Records what a check-in reports; a new FCM token replaces the old one and clears a dead mark. */
-  async recordCheckin(
-    id: DpcIdentity,
+  /**
+   * A check-in's bookkeeping in one statement: find the live credential, record last-seen, the FCM
+   * token, status and inventory, and read the device's policy. Undefined for an unknown credential.
+   */
+  async checkin(
+    secret: string,
     report: { fcm_token?: string; status?: Record<string, unknown>; inventory?: Record<string, unknown>; os_version?: string; api_level?: number },
-  ): Promise<Device> {
-    return this.db.transaction(async (trx) => {
-      const inventory = report.inventory || report.status ? { ...(report.inventory ?? {}), ...(report.status ? { status: report.status } : {}) } : undefined;
-      const [device] = await trx('devices')
-        .where({ id: id.device_id })
-        .update({
-          last_seen_at: trx.fn.now(),
-          updated_at: trx.fn.now(),
-          ...(inventory ? { inventory: trx.raw('inventory || ?::jsonb', [JSON.stringify(inventory as Json)]) } : {}),
-          ...(report.os_version ? { os_version: report.os_version } : {}),
-          ...(report.api_level ? { api_level: report.api_level } : {}),
-        })
-        .returning('*');
-      await trx('enrollments')
-        .where({ id: id.enrollment_id })
-        .update({
-          last_seen_at: trx.fn.now(),
-          ...(report.fcm_token ? { push_token: report.fcm_token, push_token_dead_at: null } : {}),
-        });
-      return device as Device;
+  ): Promise<(DpcIdentity & { policy: Pick<Policy, 'id' | 'version' | 'settings'> | undefined }) | undefined> {
+    const inventory = report.inventory || report.status ? { ...(report.inventory ?? {}), ...(report.status ? { status: report.status } : {}) } : null;
+    const { rows } = await this.handout.query<DpcIdentity & { policy_id: string | null; policy_version: number | null; policy_settings: Policy['settings'] | null }>({
+      name: 'mooring_android_checkin',
+      text: CHECKIN,
+      values: [
+        hashSecret(secret),
+        report.fcm_token ?? null,
+        inventory ? JSON.stringify(inventory) : null,
+        report.os_version ?? null,
+        report.api_level ?? null,
+      ],
     });
+    const row = rows[0];
+    if (!row) return undefined;
+    const policy = row.policy_id ? { id: row.policy_id, version: row.policy_version!, settings: row.policy_settings! } : undefined;
+    return { device_id: row.device_id, enrollment_id: row.enrollment_id, policy };
   }
 
   async policyOf(device: Device): Promise<Policy | undefined> {

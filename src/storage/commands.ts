@@ -16,6 +16,8 @@ const INSERT_CHUNK = 20_000;
 
 const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 
+// $3 is how many to take: 1 for a poll that handles one command at a time (Apple), more for a
+// check-in that answers with a list (Android).
 const TAKE_NEXT = `
   UPDATE commands c
      SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
@@ -24,7 +26,7 @@ const TAKE_NEXT = `
              AND (status = 'queued' OR (status = 'not_now' AND NOT $2))
              AND (expires_at IS NULL OR expires_at > now())
            ORDER BY priority DESC, seq
-           LIMIT 1
+           LIMIT $3
            FOR UPDATE SKIP LOCKED) pick
    WHERE c.ctid = pick.ctid -- the row just locked, without a second index lookup
    RETURNING c.id, c.seq, c.device_id, c.enrollment_id, c.platform, c.type, c.params, c.payload, c.status, c.priority, c.attempts, c.not_now_count, c.expires_at`;
@@ -119,9 +121,10 @@ export class PgCommandStore implements CommandStore {
    * a different command instead of waiting, so no command is handed out twice.
    * Deliverable: queued, or not_now unless the device just said NotNow; never past `expires_at`.
    */
-  async takeNext(enrollmentId: string, opts: { skipNotNow: boolean }): Promise<Command | undefined> {
-    const values = [enrollmentId, opts.skipNotNow];
-    return (await this.handout.query<Command>({ name: 'mooring_take_next', text: TAKE_NEXT, values })).rows[0];
+  async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; limit?: number }): Promise<Command[]> {
+    const values = [enrollmentId, opts.skipNotNow, opts.limit ?? 1];
+    const { rows } = await this.handout.query<Command>({ name: 'mooring_take_next', text: TAKE_NEXT, values });
+    return rows.length > 1 ? rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq) : rows;
   }
 
   /**

@@ -1,0 +1,161 @@
+/**
+ * Windows enrollments: the WSTEP exchange (one transaction: the token's use, the device, its OMA-DM
+ * channel bound to the identity certificate, the certificate record, the event), and the lookups the
+ * management endpoint needs.
+ */
+import type { Device, Enrollment, Json } from '../core/types';
+import type { IssuedCertificate } from '../pki/issue';
+import type { Db } from './db';
+import { eventRow } from './events';
+import type { PgTokenStore } from './tokens';
+
+export interface WindowsEnrollInput {
+  token: string;
+  /** AdditionalContext DeviceID: the channel key Windows uses for this enrollment. */
+  deviceId: string;
+  hwDevId?: string;
+  mode: 'device' | 'user';
+  osVersion?: string;
+  deviceName?: string;
+  userPrincipalName?: string;
+  /** Issues the identity certificate once the token checks out (inside the transaction). */
+  issue(): Promise<IssuedCertificate>;
+}
+
+export interface ManagedChannel {
+  device_id: string;
+  enrollment_id: string;
+  status: Enrollment['status'];
+}
+
+export class PgWindowsStore {
+  constructor(
+    private readonly db: Db,
+    private readonly tokens: PgTokenStore,
+  ) {}
+
+  /** Checks a token without spending a use (policy requests, the federated sign-in page). */
+  async tokenIsUsable(secret: string): Promise<boolean> {
+    try {
+      await this.db.transaction(async (trx) => {
+        await this.tokens.redeemEnrollmentToken(secret, 'windows', trx);
+        throw new Rollback();
+      });
+    } catch (err) {
+      if (err instanceof Rollback) return true;
+      return false;
+    }
+    return true;
+  }
+
+  async enroll(input: WindowsEnrollInput): Promise<{ device: Device; enrollment: Enrollment; certificate: IssuedCertificate; reenrolled: boolean }> {
+    return this.db.transaction(async (trx) => {
+      const token = await this.tokens.redeemEnrollmentToken(input.token, 'windows', trx);
+      const certificate = await input.issue();
+      const facts = {
+        platform: 'windows',
+        status: 'enrolled',
+        ownership: token.ownership,
+        mode: input.mode,
+        udid: null,
+        hardware_id: input.hwDevId ?? input.deviceId,
+        os_version: input.osVersion ?? null,
+        name: input.deviceName ?? null,
+        user_ref: input.userPrincipalName ?? token.user_ref,
+        policy_id: token.policy_id,
+        enrolled_at: trx.fn.now(),
+        last_seen_at: trx.fn.now(),
+        updated_at: trx.fn.now(),
+      };
+      const channel = await trx<Enrollment>('enrollments').where({ platform: 'windows', channel_key: input.deviceId }).first();
+      let device: Device;
+      let enrollment: Enrollment;
+      if (channel) {
+        [device] = await trx('devices').where({ id: channel.device_id }).update(facts).returning('*');
+        [enrollment] = await trx('enrollments')
+          .where({ id: channel.id })
+          .update({ status: 'enrolled', cert_sha256: certificate.sha256, last_seen_at: trx.fn.now(), updated_at: trx.fn.now() })
+          .returning('*');
+        // A re-enrolled device starts clean: what was queued for its old identity does not run.
+        await trx.raw(
+          `WITH changed AS (
+             UPDATE commands SET status = 'canceled', canceled_at = now()
+              WHERE enrollment_id = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
+           )
+           INSERT INTO events (type, device_id, command_id, actor, data)
+           SELECT 'command.canceled', device_id, id, 'system:re-enrollment', jsonb_build_object('type', type) FROM changed`,
+          [channel.id],
+        );
+      } else {
+        [device] = await trx('devices').insert({ ...facts, inventory: '{}' }).returning('*');
+        [enrollment] = await trx('enrollments')
+          .insert({ device_id: device!.id, platform: 'windows', channel_key: input.deviceId, channel_type: 'device', status: 'enrolled', cert_sha256: certificate.sha256 })
+          .returning('*');
+      }
+      await trx('issued_certificates').insert({
+        serial: certificate.serial,
+        sha256: certificate.sha256,
+        subject: certificate.subject,
+        purpose: 'device_identity',
+        device_id: device!.id,
+        enrollment_id: enrollment!.id,
+        not_before: certificate.notBefore,
+        not_after: certificate.notAfter,
+        pem: certificate.pem,
+      });
+      await trx('events').insert(
+        eventRow({
+          type: channel ? 'device.reenrolled' : 'device.enrolled',
+          device_id: device!.id,
+          actor: `enrollment_token:${token.id}`,
+          data: { platform: 'windows', mode: input.mode, enrollment_token_id: token.id },
+        }),
+      );
+      return { device: device!, enrollment: enrollment!, certificate, reenrolled: Boolean(channel) };
+    });
+  }
+
+  /** The channel an identity certificate is bound to (and only that one). */
+  async channelForCertificate(sha256: string): Promise<ManagedChannel | undefined> {
+    return this.db('enrollments').where({ platform: 'windows', cert_sha256: sha256 }).first('device_id', 'id as enrollment_id', 'status');
+  }
+
+  async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('enrollments').where({ id: channel.enrollment_id }).update({ last_seen_at: trx.fn.now() });
+      await trx('devices')
+        .where({ id: channel.device_id })
+        .update({
+          last_seen_at: trx.fn.now(),
+          ...(inventory && Object.keys(inventory).length
+            ? { inventory: trx.raw('inventory || ?::jsonb', [JSON.stringify(inventory)]), ...pickFacts(inventory) }
+            : {}),
+        });
+    });
+  }
+
+  /** The device asked to leave management (generic alert 1226): it is unenrolled, its queue dropped. */
+  async unenroll(channel: ManagedChannel): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('enrollments').where({ id: channel.enrollment_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
+      await trx('devices').where({ id: channel.device_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
+      await trx('commands').where({ enrollment_id: channel.enrollment_id }).whereIn('status', ['queued', 'sent', 'not_now']).update({ status: 'canceled', canceled_at: trx.fn.now() });
+      await trx('events').insert(eventRow({ type: 'device.unenrolled', device_id: channel.device_id, actor: 'device', data: { platform: 'windows' } }));
+    });
+  }
+}
+
+class Rollback extends Error {}
+
+/** Device facts that DevInfo/DevDetail report, copied onto the device row. */
+function pickFacts(inv: Record<string, Json>): Record<string, string> {
+  const out: Record<string, string> = {};
+  const str = (k: string) => (typeof inv[k] === 'string' ? (inv[k] as string) : undefined);
+  const model = str('./DevInfo/Mod') ?? str('Mod');
+  const manufacturer = str('./DevInfo/Man') ?? str('Man');
+  const os = str('./DevDetail/SwV') ?? str('SwV');
+  if (model) out.model = model;
+  if (manufacturer) out.manufacturer = manufacturer;
+  if (os) out.os_version = os;
+  return out;
+}
