@@ -4,6 +4,7 @@ import type { CommandService, PushScheduler } from '../core/commands';
 import type { Sealer } from '../pki/sealed';
 import type { PgPolicyStore } from '../storage/policies';
 import { policyRoutes } from './routes/policies';
+import { windowsRoutes } from './routes/windows';
 import { provisioningRoutes, type ProvisioningDeps } from './routes/provisioning';
 import type { Db } from '../storage/db';
 import { notFoundHandler, requireJson } from '../http/problem';
@@ -39,6 +40,7 @@ export function adminRouter(deps: AdminDeps): Router {
   provisioningRoutes(routes, { ...deps, dpc: deps.androidDpc });
   policyRoutes(routes, deps);
   auditRoutes(routes, deps);
+  windowsRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
   // Registered after the routes are described, so the document covers all of them; readable without a token.
   router.get('/openapi.json', (_req, res) => {

@@ -9,6 +9,7 @@ import { loadConfig, readClientEnv } from '../config';
 import type { z } from 'zod';
 import type { BulkResultSchema, CommandSchema, CreatedEnrollmentTokenSchema, DeviceSchema } from '../admin/schemas';
 import { COMMAND_TYPES } from '../core/command-types';
+import { checkEnrollmentCname, formatCnameReport, type CnameReport } from '../windows/cname-check';
 import { DEVICE_STATUSES, OWNERSHIPS, PLATFORMS } from '../core/types';
 import { VERSION } from '../main';
 import { json, keyValues, table, time } from './format';
@@ -559,4 +560,28 @@ export function registerClientCommands(program: Command): void {
   registerDevices(program);
   registerCommands(program);
   registerEnrollmentTokens(program);
+  registerWindows(program);
+}
+
+// ---- windows ----
+
+function registerWindows(program: Command): void {
+  const windows = program.command('windows').description('Windows enrollment helpers');
+
+  withConnection(
+    windows
+      .command('cname-check')
+      .description('check that EnterpriseEnrollment.<domain> leads Windows devices to this server: DNS, certificate, Discovery.svc')
+      .argument('<domain>', 'a UPN suffix users enroll with, e.g. contoso.com')
+      .option('--local', 'run the check from this machine (expected host: MOORING_PUBLIC_URL) instead of asking the server')
+      .option('--json', 'print the report as JSON'),
+  )
+    .addHelpText('after', examples('mooring windows cname-check contoso.com', 'mooring windows cname-check contoso.com --local --json'))
+    .action(async (domain: string, opts: ConnectionOptions & { local?: boolean; json?: boolean }) => {
+      const report = opts.local
+        ? await checkEnrollmentCname({ domain, expectedHost: loadConfig().publicUrl.hostname })
+        : await connect(opts).get<CnameReport>('/windows/cname-check', { domain });
+      out(opts.json ? json(report) : formatCnameReport(report));
+      if (!report.ok) process.exitCode = 1;
+    });
 }
