@@ -60,6 +60,14 @@ export const SETTINGS = {
     schema: optionalString,
     doc: 'URL-safe base64 SHA-256 of the APK file itself (changes with every build); either checksum will do.',
   },
+  MOORING_WINDOWS_AUTH_POLICY: {
+    schema: z.enum(['OnPremise', 'Federated']).default('OnPremise'),
+    doc: 'How Windows users prove themselves: `OnPremise` (email + enrollment token as password) or `Federated` (a sign-in page).',
+  },
+  MOORING_WINDOWS_POLL_MINUTES: {
+    schema: z.coerce.number().int().min(1).max(1440).default(15),
+    doc: 'How often an enrolled Windows device opens an OMA-DM session on its own (DMClient poll schedule).',
+  },
   MOORING_SECRET_KEY: {
     schema: optionalString,
     doc: 'Key (64 hex characters) sealing secrets kept for later display. Unset: generated in `certs/secret.key`.',
@@ -101,6 +109,7 @@ export interface Config {
   fcmServiceAccountFile?: string;
   androidDpc: { component?: string; downloadUrl?: string; signatureChecksum?: string; packageChecksum?: string };
   secretKey?: string;
+  windows: { authPolicy: 'OnPremise' | 'Federated'; pollMinutes: number };
   webhookUrls: string[];
   webhookSecret?: string;
   commandTtlSeconds: number;
@@ -155,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
       packageChecksum: e.MOORING_ANDROID_DPC_PACKAGE_CHECKSUM,
     },
     secretKey: e.MOORING_SECRET_KEY,
+    windows: { authPolicy: e.MOORING_WINDOWS_AUTH_POLICY, pollMinutes: e.MOORING_WINDOWS_POLL_MINUTES },
     webhookUrls: e.MOORING_WEBHOOK_URLS,
     webhookSecret: e.MOORING_WEBHOOK_SECRET,
     commandTtlSeconds: e.MOORING_COMMAND_TTL,

@@ -24,6 +24,9 @@ import { PgPolicyStore } from './storage/policies';
 import { PgAndroidStore } from './storage/android';
 import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
+import { WindowsCommands } from '../protocols/windows/commands';
+import { windowsRouter } from '../protocols/windows/routes';
+import { PgWindowsStore } from './storage/windows';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { FcmProvider, loadServiceAccountFile } from './push/fcm';
 import { PushProviderRegistry } from './push/provider';
@@ -101,7 +104,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const dispatcher = new PushDispatcher(pushQueue);
     const providers = opts.pushProviders ?? defaultPushProviders(config, logger);
     cleanup.unshift(() => providers.close());
-    const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands());
+    const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands()).register(new WindowsCommands());
     const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
       defaultTtlSeconds: config.commandTtlSeconds,
       redeliverAfterSeconds: config.redeliverAfterSeconds,
@@ -128,7 +131,21 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       version: VERSION,
     });
     const android = new PgAndroidStore(db, tokens, handout);
-    const deviceRouters = [androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() })];
+    const windows = new PgWindowsStore(db, tokens);
+    const deviceRouters = [
+      androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() }),
+      windowsRouter({
+        windows,
+        commands,
+        platform: platforms.get('windows') ?? new WindowsCommands(),
+        ca,
+        publicUrl: config.publicUrl,
+        authPolicy: config.windows.authPolicy,
+        pollMinutes: config.windows.pollMinutes,
+        trustedProxyCertHeader: config.trustedProxyCertHeader,
+        logger: logger.child({ component: 'windows' }),
+      }),
+    ];
     const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 

@@ -25,6 +25,8 @@ export interface WindowsEnrollInput {
 export interface ManagedChannel {
   device_id: string;
   enrollment_id: string;
+  /** The DeviceID the channel was enrolled with (the SyncML Source LocURI). */
+  channel_key: string;
   status: Enrollment['status'];
 }
 
@@ -117,7 +119,7 @@ export class PgWindowsStore {
 
   /** The channel an identity certificate is bound to (and only that one). */
   async channelForCertificate(sha256: string): Promise<ManagedChannel | undefined> {
-    return this.db('enrollments').where({ platform: 'windows', cert_sha256: sha256 }).first('device_id', 'id as enrollment_id', 'status');
+    return this.db('enrollments').where({ platform: 'windows', cert_sha256: sha256 }).first('device_id', 'id as enrollment_id', 'channel_key', 'status');
   }
 
   async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {

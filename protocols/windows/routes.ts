@@ -1,0 +1,289 @@
+/**
+ * Windows device endpoints. Enrollment (MS-MDE2) over SOAP, reached through the EnterpriseEnrollment
+ * CNAME for whatever Host the device used:
+ *   GET/POST /EnrollmentServer/Discovery.svc   discovery
+ *   POST     /EnrollmentServer/Policy.svc      XCEP certificate policy
+ *   POST     /EnrollmentServer/Enrollment.svc  WSTEP: the identity certificate and provisioning document
+ *   GET/POST /EnrollmentServer/Auth            the federated sign-in page
+ * Management (OMA-DM 1.2 SyncML) with the identity certificate as TLS client certificate:
+ *   POST     /ManagementServer/MDM.svc
+ * Every enrollment answer is `application/soap+xml; charset=utf-8` with a Content-Length; every
+ * refusal is a SOAP fault the device can show (logged in full, generic on the wire).
+ */
+import crypto from 'node:crypto';
+import express, { Router, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import type { CommandService } from '../../src/core/commands';
+import { isMooringError } from '../../src/core/errors';
+import type { PlatformCommands } from '../../src/core/platforms';
+import type { Json } from '../../src/core/types';
+import { clientCertificate } from '../../src/http/client-cert';
+import type { CertificateAuthority } from '../../src/pki/ca';
+import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
+import type { ManagedChannel, PgWindowsStore } from '../../src/storage/windows';
+import { buildDiscoverResponse, enrollmentVersionFor, parseDiscover } from './discovery';
+import { WindowsFault, isWindowsFault } from './faults';
+import { buildProvisioningDoc } from './provisioning';
+import type { SecurityCredentials } from './soap';
+import { buildSyncMlReply, inventoryFromItems, isUnenrollmentAlert, parseSyncMl, statusFor, type ReplyStatus, type SyncMlMessage } from './syncml';
+import { escapeXml } from './xml';
+import { buildGetPoliciesResponse, parseGetPolicies } from './xcep';
+import { buildRequestSecurityTokenResponseCollection, parseRequestSecurityToken } from './wstep';
+
+const SOAP = 'application/soap+xml; charset=utf-8';
+const SYNCML = 'application/vnd.syncml.dm+xml';
+export const WINDOWS_BODY_LIMIT = 1024 * 1024;
+/** Most commands sent in one OMA-DM message. */
+const COMMANDS_PER_MESSAGE = 10;
+
+export interface WindowsRoutesDeps {
+  windows: PgWindowsStore;
+  commands: CommandService;
+  platform: PlatformCommands;
+  ca: CertificateAuthority;
+  publicUrl: URL;
+  authPolicy: 'OnPremise' | 'Federated';
+  pollMinutes: number;
+  trustedProxyCertHeader?: string;
+  logger: Logger;
+}
+
+export function windowsRouter(deps: WindowsRoutesDeps): Router {
+  const router = Router();
+  const raw = express.raw({ type: () => true, limit: WINDOWS_BODY_LIMIT });
+  const caDer = Buffer.from(deps.ca.cert.rawData);
+
+  router.get('/EnrollmentServer/Discovery.svc', (_req, res) => {
+    res.status(200).type('text/html').send('');
+  });
+
+  router.post('/EnrollmentServer/Discovery.svc', raw, soap(deps, async (req) => {
+    const discover = parseDiscover(bodyOf(req));
+    const base = baseUrl(req, deps.publicUrl);
+    return {
+      relatesTo: discover.messageId,
+      xml: buildDiscoverResponse({
+        relatesTo: discover.messageId,
+        authPolicy: deps.authPolicy,
+        enrollmentVersion: enrollmentVersionFor(discover.requestVersion),
+        policyServiceUrl: `${base}/EnrollmentServer/Policy.svc`,
+        enrollmentServiceUrl: `${base}/EnrollmentServer/Enrollment.svc`,
+        ...(deps.authPolicy === 'Federated' ? { authenticationServiceUrl: `${base}/EnrollmentServer/Auth` } : {}),
+      }),
+    };
+  }));
+
+  router.post('/EnrollmentServer/Policy.svc', raw, soap(deps, async (req) => {
+    const request = parseGetPolicies(bodyOf(req));
+    // The policy step only looks at the token; the enrollment step spends a use of it.
+    if (!(await deps.windows.tokenIsUsable(secretOf(request.security)))) throw authenticationFault();
+    return { relatesTo: request.messageId, xml: buildGetPoliciesResponse({ relatesTo: request.messageId }) };
+  }));
+
+  router.post('/EnrollmentServer/Enrollment.svc', raw, soap(deps, async (req) => {
+    const request = parseRequestSecurityToken(bodyOf(req));
+    const deviceId = request.context.DeviceID;
+    if (!deviceId) throw new WindowsFault('MessageFormat', 'the request has no DeviceID', { type: 'InvalidEnrollmentData' });
+    const csr = await readCsr(request.csr).catch((err: unknown) => {
+      throw new WindowsFault('CertificateRequest', 'the certificate request could not be used', undefined, 500, { cause: err });
+    });
+    const mode = request.context.EnrollmentType === 'Device' ? 'device' : 'user';
+    const enrolled = await deps.windows
+      .enroll({
+        token: secretOf(request.security),
+        deviceId,
+        hwDevId: request.context.HWDevID,
+        mode,
+        osVersion: request.context.OSVersion,
+        deviceName: request.context.DeviceName,
+        userPrincipalName: request.context.UserPrincipalName ?? (request.security.username || undefined),
+        issue: () => issueClientCertificate(deps.ca, csr, { commonName: deviceId }),
+      })
+      .catch((err: unknown) => {
+        throw isMooringError(err) && err.code !== 'internal_error' ? authenticationFault(err) : err;
+      });
+    const base = baseUrl(req, deps.publicUrl);
+    const provisioningXml = buildProvisioningDoc({
+      rootCertDer: caDer,
+      identityCertDer: enrolled.certificate.der,
+      identityStore: mode === 'device' ? 'System' : 'User',
+      managementUrl: `${base}/ManagementServer/MDM.svc`,
+      providerId: 'Mooring',
+      serverName: 'Mooring',
+      clientNonce: crypto.randomBytes(24).toString('base64'),
+      serverNonce: crypto.randomBytes(24).toString('base64'),
+      pollIntervalMinutes: deps.pollMinutes,
+      entDeviceName: request.context.DeviceName,
+      entDmId: enrolled.device.id,
+    });
+    return { relatesTo: request.messageId, xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
+  }));
+
+  router.get('/EnrollmentServer/Auth', (req, res) => {
+    const appru = typeof req.query.appru === 'string' ? req.query.appru : '';
+    const hint = typeof req.query.login_hint === 'string' ? req.query.login_hint : '';
+    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(page('Sign-in link not valid', '<p>Open this page from Settings, Accounts, Access work or school.</p>'));
+    res.type('html').send(signInForm(appru, hint));
+  });
+
+  router.post('/EnrollmentServer/Auth', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
+    const { appru = '', login_hint: hint = '', code = '' } = req.body as Record<string, string>;
+    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(page('Sign-in link not valid', '<p>Start again from Settings.</p>'));
+    if (!code || !(await deps.windows.tokenIsUsable(code))) {
+      return void res.status(401).type('html').send(signInForm(appru, hint, 'That enrollment code is not valid. Check it and try again.'));
+    }
+    res.type('html').send(returnToDevice(appru, code));
+  });
+
+  router.post('/ManagementServer/MDM.svc', raw, async (req, res) => {
+    let message: SyncMlMessage;
+    try {
+      message = parseSyncMl(bodyOf(req));
+    } catch (err) {
+      deps.logger.info({ err }, 'unreadable SyncML');
+      return void res.status(400).type(SYNCML).send('');
+    }
+    const channel = await identify(deps, req, message);
+    const reply = channel ? await manage(deps, channel, message, baseUrl(req, deps.publicUrl)) : refuse(message, baseUrl(req, deps.publicUrl));
+    res.status(200).type(SYNCML).send(reply);
+  });
+
+  return router;
+}
+
+/** The device behind a management request: its certificate must be ours and bound to this DeviceID. */
+async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMessage): Promise<ManagedChannel | undefined> {
+  const der = clientCertificate(req, deps.trustedProxyCertHeader);
+  if (!der) return undefined;
+  const verdict = verifyClientCertificate(der, deps.ca.certPem);
+  if (!verdict.ok) {
+    deps.logger.info({ reason: verdict.reason }, 'management request with an unusable client certificate');
+    return undefined;
+  }
+  const channel = await deps.windows.channelForCertificate(verdict.sha256);
+  if (!channel || channel.channel_key !== message.source || channel.status === 'unenrolled') {
+    deps.logger.warn({ source: message.source }, 'a client certificate was presented for a device it does not belong to');
+    return undefined;
+  }
+  return channel;
+}
+
+/** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
+async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message: SyncMlMessage, base: string): Promise<string> {
+  const statuses: ReplyStatus[] = [];
+  const inventory: Record<string, Json> = {};
+  const results = new Map<string, Record<string, string>>();
+  let leaving = false;
+  for (const cmd of message.body) {
+    const status = statusFor(cmd, '200');
+    if (status) statuses.push(status);
+    if (cmd.kind === 'Alert' && isUnenrollmentAlert(cmd)) leaving = true;
+    if (cmd.kind === 'Replace' || cmd.kind === 'Add') Object.assign(inventory, inventoryFromItems(cmd.items));
+    if (cmd.kind === 'Results') {
+      const found = inventoryFromItems(cmd.items);
+      Object.assign(inventory, found);
+      results.set(cmd.cmdRef, found);
+    }
+  }
+  await deps.windows.recordSession(channel, inventory);
+  for (const cmd of message.body) {
+    if (cmd.kind !== 'Status' || cmd.cmdRef === '0' || cmd.cmd === 'SyncHdr') continue;
+    const current = await deps.commands.find(cmd.cmdRef);
+    if (!current || current.enrollment_id !== channel.enrollment_id) continue;
+    const outcome = deps.platform.parseResult({ status: cmd.data, results: results.get(cmd.cmdRef) }, current);
+    await deps.commands.report(channel.enrollment_id, cmd.cmdRef, outcome);
+  }
+  if (leaving) {
+    await deps.windows.unenroll(channel);
+    return reply(message, base, statuses, []);
+  }
+  const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
+  return reply(message, base, statuses, next.map((c) => c.payload));
+}
+
+function reply(message: SyncMlMessage, base: string, statuses: ReplyStatus[], commands: string[], headerStatus?: string): string {
+  return buildSyncMlReply({
+    sessionId: message.sessionId,
+    msgId: message.msgId,
+    inReplyTo: message.msgId,
+    target: message.source,
+    source: `${base}/ManagementServer/MDM.svc`,
+    statuses,
+    commands,
+    final: true,
+    ...(headerStatus ? { headerStatus } : {}),
+  });
+}
+
+/** No identity: the header is refused and nothing else is answered or sent. */
+function refuse(message: SyncMlMessage, base: string): string {
+  return reply(message, base, [], [], '401');
+}
+
+type SoapHandler = (req: Request) => Promise<{ relatesTo: string; xml: string }>;
+
+/** Runs a SOAP handler; every failure becomes a fault the device can show, with the detail logged. */
+function soap(deps: WindowsRoutesDeps, handler: SoapHandler) {
+  return async (req: Request, res: Response): Promise<void> => {
+    try {
+      const { xml } = await handler(req);
+      res.status(200).type(SOAP).send(xml);
+    } catch (err) {
+      const fault = isWindowsFault(err) ? err : new WindowsFault('InternalServiceFault', 'the enrollment server could not complete this request', undefined, 500, { cause: err });
+      deps.logger[fault.subcode === 'InternalServiceFault' ? 'error' : 'info']({ err, subcode: fault.subcode }, 'Windows enrollment refused');
+      res.status(fault.httpStatus).type(SOAP).send(fault.toXml());
+    }
+  };
+}
+
+function bodyOf(req: Request): Buffer {
+  if (Buffer.isBuffer(req.body)) return req.body;
+  throw new WindowsFault('MessageFormat', 'the request has no body');
+}
+
+/** The enrollment token: the UsernameToken password (OnPremise) or the federated token. */
+function secretOf(security: SecurityCredentials): string {
+  return security.password ?? security.binaryToken?.value ?? '';
+}
+
+function authenticationFault(cause?: unknown): WindowsFault {
+  return new WindowsFault('Authentication', 'the email address or enrollment code was not accepted', undefined, 500, { cause });
+}
+
+/** The URL the device used (an EnterpriseEnrollment.<domain> name), so every service shares its host. */
+function baseUrl(req: Request, publicUrl: URL): string {
+  const host = req.headers.host;
+  return host && /^[A-Za-z0-9.-]+(:\d+)?$/.test(host) ? `https://${host}` : publicUrl.origin;
+}
+
+/** Windows' web authentication broker returns to an `ms-app://` URL; nothing else gets a token. */
+function isWindowsAppReturnUrl(appru: string): boolean {
+  return /^ms-app:\/\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/.test(appru) && appru.length < 2048;
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeXml(title)}</title></head><body><main><h1>${escapeXml(title)}</h1>${body}</main></body></html>`;
+}
+
+function signInForm(appru: string, hint: string, error?: string): string {
+  return page(
+    'Enroll this device',
+    `${error ? `<p role="alert">${escapeXml(error)}</p>` : ''}` +
+      `<form method="post" action="/EnrollmentServer/Auth">` +
+      `<p>Signing in as <strong>${escapeXml(hint || 'your work account')}</strong>.</p>` +
+      `<label for="code">Enrollment code from your IT department</label> ` +
+      `<input id="code" name="code" autocomplete="one-time-code" required autofocus>` +
+      `<input type="hidden" name="appru" value="${escapeXml(appru)}"><input type="hidden" name="login_hint" value="${escapeXml(hint)}">` +
+      ` <button type="submit">Continue</button></form>`,
+  );
+}
+
+/** Hands the token back to Windows: a form posting `wresult` to appru (auto-submitted where scripts run). */
+function returnToDevice(appru: string, token: string): string {
+  return page(
+    'Finishing enrollment',
+    `<form id="done" method="post" action="${escapeXml(appru)}"><input type="hidden" name="wresult" value="${escapeXml(token)}">` +
+      `<p>Select Continue to finish setting up this device.</p><button type="submit">Continue</button></form>` +
+      `<script>document.getElementById('done').submit()</script>`,
+  );
+}
