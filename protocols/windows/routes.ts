@@ -50,18 +50,25 @@ export interface WindowsRoutesDeps {
 
 export function windowsRouter(deps: WindowsRoutesDeps): Router {
   const router = Router();
-  const raw = express.raw({ type: () => true, limit: WINDOWS_BODY_LIMIT });
+  const rawParser = express.raw({ type: () => true, limit: WINDOWS_BODY_LIMIT });
+  // An oversized or broken body is a MessageFormat fault, as the device expects, not a JSON error.
+  const raw = (req: Request, res: Response, next: (err?: unknown) => void) =>
+    rawParser(req, res, (err?: unknown) => {
+      if (!err) return next();
+      const fault = new WindowsFault('MessageFormat', 'the request body could not be read', undefined, 500, { cause: err });
+      res.status(fault.httpStatus).type(SOAP).send(fault.toXml());
+    });
   const caDer = Buffer.from(deps.ca.cert.rawData);
 
   router.get('/EnrollmentServer/Discovery.svc', (_req, res) => {
     res.status(200).type('text/html').send('');
   });
 
-  router.post('/EnrollmentServer/Discovery.svc', raw, soap(deps, async (req) => {
+  router.post('/EnrollmentServer/Discovery.svc', raw, soap(deps, async (req, ctx) => {
     const discover = parseDiscover(bodyOf(req));
+    ctx.relatesTo = discover.messageId;
     const base = baseUrl(req, deps.publicUrl);
     return {
-      relatesTo: discover.messageId,
       xml: buildDiscoverResponse({
         relatesTo: discover.messageId,
         authPolicy: deps.authPolicy,
@@ -73,15 +80,17 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
     };
   }));
 
-  router.post('/EnrollmentServer/Policy.svc', raw, soap(deps, async (req) => {
+  router.post('/EnrollmentServer/Policy.svc', raw, soap(deps, async (req, ctx) => {
     const request = parseGetPolicies(bodyOf(req));
+    ctx.relatesTo = request.messageId;
     // The policy step only looks at the token; the enrollment step spends a use of it.
     if (!(await deps.windows.tokenIsUsable(secretOf(request.security)))) throw authenticationFault();
-    return { relatesTo: request.messageId, xml: buildGetPoliciesResponse({ relatesTo: request.messageId }) };
+    return { xml: buildGetPoliciesResponse({ relatesTo: request.messageId }) };
   }));
 
-  router.post('/EnrollmentServer/Enrollment.svc', raw, soap(deps, async (req) => {
+  router.post('/EnrollmentServer/Enrollment.svc', raw, soap(deps, async (req, ctx) => {
     const request = parseRequestSecurityToken(bodyOf(req));
+    ctx.relatesTo = request.messageId;
     const deviceId = request.context.DeviceID;
     if (!deviceId) throw new WindowsFault('MessageFormat', 'the request has no DeviceID', { type: 'InvalidEnrollmentData' });
     const csr = await readCsr(request.csr).catch((err: unknown) => {
@@ -116,7 +125,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       entDeviceName: request.context.DeviceName,
       entDmId: enrolled.device.id,
     });
-    return { relatesTo: request.messageId, xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
+    return { xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
   }));
 
   router.get('/EnrollmentServer/Auth', (req, res) => {
@@ -220,18 +229,24 @@ function refuse(message: SyncMlMessage, base: string): string {
   return reply(message, base, [], [], '401');
 }
 
-type SoapHandler = (req: Request) => Promise<{ relatesTo: string; xml: string }>;
+/** What a handler learned before it failed: the MessageID a fault should relate to. */
+interface SoapContext {
+  relatesTo?: string;
+}
+
+type SoapHandler = (req: Request, ctx: SoapContext) => Promise<{ xml: string }>;
 
 /** Runs a SOAP handler; every failure becomes a fault the device can show, with the detail logged. */
 function soap(deps: WindowsRoutesDeps, handler: SoapHandler) {
   return async (req: Request, res: Response): Promise<void> => {
+    const ctx: SoapContext = {};
     try {
-      const { xml } = await handler(req);
+      const { xml } = await handler(req, ctx);
       res.status(200).type(SOAP).send(xml);
     } catch (err) {
       const fault = isWindowsFault(err) ? err : new WindowsFault('InternalServiceFault', 'the enrollment server could not complete this request', undefined, 500, { cause: err });
       deps.logger[fault.subcode === 'InternalServiceFault' ? 'error' : 'info']({ err, subcode: fault.subcode }, 'Windows enrollment refused');
-      res.status(fault.httpStatus).type(SOAP).send(fault.toXml());
+      res.status(fault.httpStatus).type(SOAP).send(fault.toXml(ctx.relatesTo ? { relatesTo: ctx.relatesTo } : {}));
     }
   };
 }
@@ -241,9 +256,14 @@ function bodyOf(req: Request): Buffer {
   throw new WindowsFault('MessageFormat', 'the request has no body');
 }
 
-/** The enrollment token: the UsernameToken password (OnPremise) or the federated token. */
+/**
+ * The enrollment token: the UsernameToken password (OnPremise), or the federated token, which the
+ * sign-in page handed to Windows base64-encoded (the BinarySecurityToken's EncodingType).
+ */
 function secretOf(security: SecurityCredentials): string {
-  return security.password ?? security.binaryToken?.value ?? '';
+  if (security.password) return security.password;
+  const value = security.binaryToken?.value;
+  return value ? Buffer.from(value, 'base64').toString('utf8') : '';
 }
 
 function authenticationFault(cause?: unknown): WindowsFault {
@@ -282,7 +302,7 @@ function signInForm(appru: string, hint: string, error?: string): string {
 function returnToDevice(appru: string, token: string): string {
   return page(
     'Finishing enrollment',
-    `<form id="done" method="post" action="${escapeXml(appru)}"><input type="hidden" name="wresult" value="${escapeXml(token)}">` +
+    `<form id="done" method="post" action="${escapeXml(appru)}"><input type="hidden" name="wresult" value="${Buffer.from(token).toString('base64')}">` +
       `<p>Select Continue to finish setting up this device.</p><button type="submit">Continue</button></form>` +
       `<script>document.getElementById('done').submit()</script>`,
   );

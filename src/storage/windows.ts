@@ -153,9 +153,10 @@ class Rollback extends Error {}
 function pickFacts(inv: Record<string, Json>): Record<string, string> {
   const out: Record<string, string> = {};
   const str = (k: string) => (typeof inv[k] === 'string' ? (inv[k] as string) : undefined);
-  const model = str('./DevInfo/Mod') ?? str('Mod');
-  const manufacturer = str('./DevInfo/Man') ?? str('Man');
-  const os = str('./DevDetail/SwV') ?? str('SwV');
+  // Keys as inventoryFromItems writes them: the LocURI without its leading "./".
+  const model = str('DevInfo/Mod');
+  const manufacturer = str('DevInfo/Man');
+  const os = str('DevDetail/SwV');
   if (model) out.model = model;
   if (manufacturer) out.manufacturer = manufacturer;
   if (os) out.os_version = os;

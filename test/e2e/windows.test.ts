@@ -1,0 +1,383 @@
+/**
+ * Windows end to end: an admin makes a Windows enrollment token, a simulated Windows 11 PC discovers
+ * the services, gets the certificate policy and enrolls over HTTPS (OnPremise, and Federated through
+ * the sign-in page on a second server), then opens OMA-DM sessions with its identity certificate:
+ * DevInfo reaches the inventory, wipe and device_info are delivered with the command id as CmdID and
+ * acknowledged from the device's Status. Refusals: bad and expired tokens, malformed and hostile XML,
+ * a CSR that does not verify, management without a certificate or with another device's identity.
+ */
+import 'reflect-metadata';
+import crypto from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { WindowsCommands } from '../../protocols/windows/commands';
+import { PlatformRegistry } from '../../src/core/platforms';
+import { listenHttps, readFault, SimulatedWindowsDevice, SOAP_CONTENT_TYPE, SYNCML_CONTENT_TYPE } from '../helpers/windows-device';
+import { startTestServer, type TestServer } from '../helpers/server';
+
+const platforms = () => new PlatformRegistry().register(new WindowsCommands());
+const sha1Upper = (der: Buffer) => crypto.createHash('sha1').update(der).digest('hex').toUpperCase();
+const caDer = (pem: string) => Buffer.from(new x509.X509Certificate(pem).rawData);
+
+interface Net {
+  url: string;
+  caPem: string;
+  close(): Promise<void>;
+}
+
+let s: TestServer;
+let net: Net;
+
+beforeAll(async () => {
+  s = await startTestServer({ platforms: platforms() });
+  net = await listenHttps(s.m);
+});
+afterAll(async () => {
+  await net?.close();
+  await s?.stop();
+});
+
+async function windowsToken(server: TestServer = s, extra: Record<string, unknown> = {}): Promise<{ id: string; token: string }> {
+  const res = await server.api.post('/api/v1/enrollment-tokens').send({ platform: 'windows', ...extra }).expect(201);
+  return { id: res.body.id, token: res.body.token };
+}
+
+function pc(opts: Partial<ConstructorParameters<typeof SimulatedWindowsDevice>[0]> = {}, on: Net = net): SimulatedWindowsDevice {
+  return new SimulatedWindowsDevice({ baseUrl: on.url, caPem: on.caPem, ...opts });
+}
+
+/** A PC enrolled OnPremise with a fresh token; returns it and its Mooring device id. */
+async function enrolledPc(opts: Partial<ConstructorParameters<typeof SimulatedWindowsDevice>[0]> = {}): Promise<{ device: SimulatedWindowsDevice; id: string }> {
+  const { token } = await windowsToken();
+  const device = pc(opts);
+  expect((await device.discover('9.0')).status).toBe(200);
+  expect((await device.getPolicies({ password: token })).status).toBe(200);
+  const enrolled = await device.enroll({ password: token });
+  expect(enrolled.fault).toBeUndefined();
+  expect(enrolled.status).toBe(200);
+  const id = await adminIdOf(device);
+  return { device, id };
+}
+
+async function adminIdOf(device: SimulatedWindowsDevice, server: TestServer = s): Promise<string> {
+  const list = await server.api.get('/api/v1/devices').query({ platform: 'windows', q: device.hwDevId }).expect(200);
+  expect(list.body.items).toHaveLength(1);
+  return list.body.items[0].id;
+}
+
+const sendCommand = (deviceId: string, body: Record<string, unknown>, server: TestServer = s) => server.api.post(`/api/v1/devices/${deviceId}/commands`).send(body);
+
+function expectSoapAnswer(res: { status: number; contentType?: string; contentLength?: string; transferEncoding?: string }, status: number) {
+  expect(res.status).toBe(status);
+  expect(res.contentType).toBe(SOAP_CONTENT_TYPE);
+  expect(Number(res.contentLength)).toBeGreaterThan(0);
+  expect(res.transferEncoding).toBeUndefined();
+}
+
+describe('OnPremise enrollment and management', () => {
+  it('discovers (5.0 and 9.0), gets the policy, enrolls and appears in the admin API', async () => {
+    const { token } = await windowsToken();
+    const device = pc();
+
+    const old = await device.discover('5.0');
+    expect(old.getStatus).toBe(200);
+    expect(old.getBody).toBe('');
+    expectSoapAnswer(old, 200);
+    expect(old.relatesTo).toBe(old.messageId);
+    expect(old.result).toEqual({
+      authPolicy: 'OnPremise',
+      enrollmentVersion: '5.0',
+      policyServiceUrl: `${net.url}/EnrollmentServer/Policy.svc`,
+      enrollmentServiceUrl: `${net.url}/EnrollmentServer/Enrollment.svc`,
+    });
+    const current = await device.discover('9.0'); // Windows 11 25H2 sends 9.0: never refused
+    expectSoapAnswer(current, 200);
+    expect(current.result).toMatchObject({ authPolicy: 'OnPremise', enrollmentServiceUrl: `${net.url}/EnrollmentServer/Enrollment.svc` });
+
+    const policy = await device.getPolicies({ password: token });
+    expectSoapAnswer(policy, 200);
+    expect(policy.fault).toBeUndefined();
+    expect(policy.minimalKeyLength).toBe(2048);
+    expect(policy.hashAlgorithmOid).toBe('2.16.840.1.101.3.4.2.1');
+
+    const enrolled = await device.enroll({ password: token });
+    expectSoapAnswer(enrolled, 200);
+    const prov = enrolled.provisioning!;
+    expect(prov.rootThumbprint).toBe(sha1Upper(caDer(s.m.ca.certPem)));
+    expect(prov.identityStore).toBe('User');
+    expect(prov.managementUrl).toBe(`${net.url}/ManagementServer/MDM.svc`);
+    expect(prov.clientNonce).not.toBe(prov.serverNonce);
+
+    const id = await adminIdOf(device);
+    const shown = await s.api.get(`/api/v1/devices/${id}`).expect(200);
+    expect(shown.body).toMatchObject({ platform: 'windows', status: 'enrolled', hardware_id: device.hwDevId, name: device.deviceName, os_version: device.osVersion });
+    if (prov.entDmId) expect(prov.entDmId).toBe(id);
+  });
+
+  it('takes DevInfo from the first session into the inventory and the device record', async () => {
+    const { device, id } = await enrolledPc({ manufacturer: 'Fabrikam', model: 'Fabrikam Book 14' });
+    const first = await device.session();
+    expect(first.exchanges).toHaveLength(1);
+    expect(first.exchanges[0]!.contentType).toMatch(/^application\/vnd\.syncml\.dm\+xml/);
+    expect(first.headerStatuses).toEqual(['200']);
+    expect(first.commands).toEqual([]);
+    expect(first.serverStatuses.map((st) => [st.cmdRef, st.cmd, st.data])).toEqual([
+      ['2', 'Alert', '200'],
+      ['3', 'Alert', '200'],
+      ['4', 'Replace', '200'],
+    ]);
+    expect(first.exchanges[0]!.reply!.target).toBe(device.deviceId);
+
+    const shown = await s.api.get(`/api/v1/devices/${id}`).expect(200);
+    expect(JSON.stringify(shown.body.inventory)).toContain('Fabrikam Book 14');
+    expect(shown.body).toMatchObject({ model: 'Fabrikam Book 14', manufacturer: 'Fabrikam' });
+    expect(shown.body.last_seen_at).toEqual(expect.any(String));
+  });
+
+  it('delivers a wipe as Exec RemoteWipe/doWipe with the command id as CmdID and acknowledges it from the Status', async () => {
+    const { device, id } = await enrolledPc();
+    await device.session();
+    const wipe = await sendCommand(id, { type: 'wipe' }).expect(202);
+    const session = await device.session();
+    expect(session.commands).toHaveLength(1);
+    expect(session.commands[0]).toMatchObject({ kind: 'Exec', cmdId: wipe.body.id, items: [{ target: './Device/Vendor/MSFT/RemoteWipe/doWipe' }] });
+    expect(session.answered).toEqual([{ cmdId: wipe.body.id, kind: 'Exec', status: '200' }]);
+    expect(device.wiped).toBe(true);
+    expect(session.exchanges).toHaveLength(2); // the reply to the device's Status carries nothing more
+    expect(session.headerStatuses).toEqual(['200', '200']);
+    const done = await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200);
+    expect(done.body).toMatchObject({ status: 'acknowledged', completed_at: expect.any(String) });
+    expect((await device.session()).commands).toEqual([]); // delivered once
+  });
+
+  it('reads device_info with a Get and stores the Results', async () => {
+    const { device, id } = await enrolledPc({ osVersion: '10.0.26100.4061' });
+    const info = await sendCommand(id, { type: 'device_info' }).expect(202);
+    const session = await device.session();
+    const get = session.commands.find((c) => c.cmdId === info.body.id);
+    expect(get?.kind).toBe('Get');
+    expect(get!.items.map((i) => i.target)).toEqual(expect.arrayContaining(['./DevDetail/SwV', './DevInfo/Mod', './DevDetail/Ext/Microsoft/DeviceName']));
+    expect(session.answered[0]).toMatchObject({ cmdId: info.body.id, kind: 'Get', status: '200' });
+    const done = await s.api.get(`/api/v1/commands/${info.body.id}`).expect(200);
+    expect(done.body.status).toBe('acknowledged');
+    expect(JSON.stringify(done.body.result)).toContain('10.0.26100.4061');
+    expect(JSON.stringify(done.body.result)).toContain(device.deviceName);
+    const shown = await s.api.get(`/api/v1/devices/${id}`).expect(200);
+    expect(JSON.stringify(shown.body.inventory)).toContain('10.0.26100.4061');
+  });
+
+  it('records a device error status on the command', async () => {
+    const { device, id } = await enrolledPc();
+    const restart = await sendCommand(id, { type: 'restart' }).expect(202);
+    const session = await device.session({ answer: (c) => (c.kind === 'Exec' ? { status: '500' } : undefined) });
+    expect(session.commands[0]).toMatchObject({ kind: 'Exec', cmdId: restart.body.id, items: [{ target: './Device/Vendor/MSFT/Reboot/RebootNow' }] });
+    const done = await s.api.get(`/api/v1/commands/${restart.body.id}`).expect(200);
+    expect(done.body).toMatchObject({ status: 'error', error: expect.objectContaining({ code: 500 }) });
+  });
+
+  it('refuses lock on a desktop PC with command_not_permitted', async () => {
+    const { id } = await enrolledPc();
+    const res = await sendCommand(id, { type: 'lock' });
+    expect(res.status).toBe(422);
+    expect(res.body).toMatchObject({ code: 'command_not_permitted' });
+    expect((await s.api.get(`/api/v1/devices/${id}/commands`).expect(200)).body.items).toHaveLength(0);
+  });
+});
+
+describe('Federated enrollment through the sign-in page', () => {
+  let fed: TestServer;
+  let fedNet: Net;
+  beforeAll(async () => {
+    fed = await startTestServer({ platforms: platforms(), env: { MOORING_WINDOWS_AUTH_POLICY: 'Federated' } });
+    fedNet = await listenHttps(fed.m);
+  });
+  afterAll(async () => {
+    await fedNet?.close();
+    await fed?.stop();
+  });
+
+  it('hands the token back to appru, and enrolls a device with it as the BinarySecurityToken', async () => {
+    const { token } = await windowsToken(fed);
+    const device = pc({ enrollmentType: 'Device' }, fedNet);
+    const discovered = await device.discover('9.0');
+    expect(discovered.result).toMatchObject({ authPolicy: 'Federated', authenticationServiceUrl: `${fedNet.url}/EnrollmentServer/Auth` });
+
+    const wrong = await device.federatedSignIn('AAAAA-BBBBB-CCCCC-DDDDD-EEEEE');
+    expect(wrong.pageStatus).toBe(200);
+    expect(wrong.status).toBeGreaterThanOrEqual(400);
+    expect(wrong.wresult).toBeUndefined();
+
+    const appru = 'ms-app://windows.immersivecontrolpanel';
+    const signIn = await device.federatedSignIn(token, appru);
+    expect(signIn.status).toBe(200);
+    expect(signIn.formMethod).toBe('POST');
+    expect(signIn.formAction).toBe(appru);
+    expect(signIn.wresult).toEqual(expect.any(String));
+
+    const policy = await device.getPolicies({ federated: signIn.wresult! });
+    expectSoapAnswer(policy, 200);
+    const enrolled = await device.enroll({ federated: signIn.wresult! });
+    expectSoapAnswer(enrolled, 200);
+    expect(enrolled.provisioning!.identityStore).toBe('System');
+    expect(enrolled.provisioning!.rootThumbprint).toBe(sha1Upper(caDer(fed.m.ca.certPem)));
+
+    const id = await adminIdOf(device, fed);
+    expect((await fed.api.get(`/api/v1/devices/${id}`).expect(200)).body).toMatchObject({ platform: 'windows', status: 'enrolled' });
+    const info = await sendCommand(id, { type: 'device_info' }, fed).expect(202);
+    const session = await device.session();
+    expect(session.commands.map((c) => c.cmdId)).toEqual([info.body.id]);
+    expect((await fed.api.get(`/api/v1/commands/${info.body.id}`).expect(200)).body.status).toBe('acknowledged');
+  });
+
+  it('refuses a forged federated token and a return URL that is not a Windows app', async () => {
+    const device = pc({}, fedNet);
+    await device.discover('9.0');
+    const forged = await device.getPolicies({ federated: Buffer.from('mooring-sts:forged:user@contoso.com').toString('base64') });
+    expectSoapAnswer(forged, 500);
+    expect(forged.fault).toMatchObject({ subcode: 'Authentication' });
+    const evil = await device.request('GET', `${fedNet.url}/EnrollmentServer/Auth?appru=${encodeURIComponent('https://evil.example/steal')}&login_hint=a@b.c`);
+    expect(evil.status).toBeGreaterThanOrEqual(400);
+    expect(evil.body).not.toMatch(/evil\.example/);
+  });
+});
+
+describe('enrollment refusals', () => {
+  it('answers a wrong password with an Authentication fault (HTTP 500, SOAP)', async () => {
+    const device = pc();
+    await device.discover('9.0');
+    const policy = await device.getPolicies({ password: 'AAAAA-BBBBB-CCCCC-DDDDD-EEEEE' });
+    expectSoapAnswer(policy, 500);
+    expect(policy.fault).toMatchObject({ code: 'Receiver', subcode: 'Authentication' });
+    const enroll = await device.enroll({ password: 'not-a-token' });
+    expectSoapAnswer(enroll, 500);
+    expect(enroll.fault).toMatchObject({ subcode: 'Authentication' });
+    expect(enroll.body).not.toMatch(/not-a-token/);
+    expect((await s.api.get('/api/v1/devices').query({ platform: 'windows', q: device.hwDevId }).expect(200)).body.items).toHaveLength(0);
+  });
+
+  it('refuses an expired token at policy and enrollment', async () => {
+    const { id, token } = await windowsToken();
+    await s.m.db('enrollment_tokens').where({ id }).update({ expires_at: new Date(Date.now() - 1000) });
+    const device = pc();
+    await device.discover('9.0');
+    const policy = await device.getPolicies({ password: token });
+    expectSoapAnswer(policy, 500);
+    expect(policy.fault?.subcode).toBe('Authentication');
+    const enroll = await device.enroll({ password: token });
+    expectSoapAnswer(enroll, 500);
+    expect(enroll.fault?.subcode).toBe('Authentication');
+  });
+
+  it.each(['Discovery.svc', 'Policy.svc', 'Enrollment.svc'])('answers malformed SOAP to %s with a MessageFormat fault', async (svc) => {
+    const device = pc();
+    for (const body of ['<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>', 'not xml at all', '']) {
+      const res = await device.soap(`${net.url}/EnrollmentServer/${svc}`, body);
+      expectSoapAnswer(res, 500);
+      expect(readFault(res.body)).toMatchObject({ subcode: 'MessageFormat' });
+    }
+  });
+
+  it('answers an oversized body with a MessageFormat fault, not a generic HTTP error', async () => {
+    const res = await pc().soap(`${net.url}/EnrollmentServer/Discovery.svc`, `<x>${'a'.repeat(1_100_000)}</x>`);
+    expectSoapAnswer(res, 500);
+    expect(readFault(res.body)).toMatchObject({ subcode: 'MessageFormat' });
+  });
+
+  it('refuses a CSR whose signature does not verify, without spending a one-time token', async () => {
+    const { token } = await windowsToken(s, { one_time: true });
+    const device = pc();
+    await device.discover('9.0');
+    const bad = await device.enroll({ password: token }, { tamperCsr: true });
+    expectSoapAnswer(bad, 500);
+    expect(bad.fault?.subcode).toBe('CertificateRequest');
+    expect(bad.provisioning).toBeUndefined();
+    const good = await device.enroll({ password: token });
+    expect(good.status).toBe(200);
+    expect(good.provisioning).toBeDefined();
+  });
+
+  it('refuses an RST without a DeviceID as InvalidEnrollmentData', async () => {
+    const { token } = await windowsToken();
+    const device = pc();
+    await device.discover('9.0');
+    const res = await device.enroll({ password: token }, { omitDeviceId: true });
+    expectSoapAnswer(res, 500);
+    expect(res.fault?.errorType).toBe('InvalidEnrollmentData');
+  });
+
+  it('answers XXE and entity-expansion payloads with a MessageFormat fault and keeps serving', async () => {
+    const { token } = await windowsToken();
+    const device = pc();
+    await device.discover('9.0');
+    const url = `${net.url}/EnrollmentServer/Enrollment.svc`;
+    const rst = device.rstXml(url, { password: token }, await device.csr());
+    const hostile = [
+      `<?xml version="1.0"?><!DOCTYPE s:Envelope [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>${rst.replace(device.deviceName, '&xxe;')}`,
+      `<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>${rst.replace(device.deviceName, '&lol2;')}`,
+      `${'<a>'.repeat(5000)}${'</a>'.repeat(5000)}`,
+    ];
+    for (const body of hostile) {
+      const res = await device.soap(url, body);
+      expectSoapAnswer(res, 500);
+      expect(readFault(res.body)?.subcode).toBe('MessageFormat');
+      expect(res.body).not.toMatch(/root:/);
+    }
+    const huge = await device.soap(url, `<s:Envelope>${'x'.repeat(2 * 1024 * 1024)}</s:Envelope>`);
+    expect(huge.status).toBeGreaterThanOrEqual(400);
+    expect((await device.discover('9.0')).status).toBe(200);
+    expect((await device.enroll({ password: token })).status).toBe(200); // the token was never spent
+  });
+});
+
+describe('management identity', () => {
+  it('sends no commands to a session without a client certificate', async () => {
+    const { device, id } = await enrolledPc();
+    const wipe = await sendCommand(id, { type: 'wipe' }).expect(202);
+    const anonymous = await device.session({ clientCert: false });
+    expect(anonymous.commands).toEqual([]);
+    const status = anonymous.exchanges[0]!.status;
+    if (status === 200) expect(anonymous.headerStatuses[0]).toMatch(/^40[137]$/);
+    else expect(status).toBeGreaterThanOrEqual(400);
+    expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('queued');
+  });
+
+  it('does not let one enrolled device take another device\'s commands with its own certificate', async () => {
+    const a = await enrolledPc();
+    const b = await enrolledPc();
+    const wipe = await sendCommand(a.id, { type: 'wipe' }).expect(202);
+    const forged = await b.device.session({ source: a.device.deviceId });
+    expect(forged.commands).toEqual([]);
+    expect(forged.exchanges.map((e) => e.body).join('')).not.toContain(wipe.body.id);
+    if (forged.exchanges[0]!.status === 200) expect(forged.headerStatuses[0]).toMatch(/^40[137]$/);
+    expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('queued');
+    const own = await a.device.session();
+    expect(own.commands.map((c) => c.cmdId)).toEqual([wipe.body.id]);
+  });
+
+  it('refuses a self-made certificate for the right DeviceID', async () => {
+    const { device, id } = await enrolledPc();
+    const wipe = await sendCommand(id, { type: 'wipe' }).expect(202);
+    const self = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: `CN=${device.deviceId}`,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+      keys: await device.keys(),
+      signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+      extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])],
+    });
+    const forged = await device.session({ clientCert: { certPem: self.toString('pem'), keyPem: await device.keyPem() } });
+    expect(forged.commands).toEqual([]);
+    expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('queued');
+  });
+
+  it('answers unreadable SyncML without a crash', async () => {
+    const { device } = await enrolledPc();
+    const identity = await device.identity();
+    for (const body of ['<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr>', '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><SyncML>&e;</SyncML>']) {
+      const res = await device.request('POST', device.provisioning!.managementUrl, { headers: { 'content-type': SYNCML_CONTENT_TYPE }, body, tls: identity });
+      expect(res.status).toBeGreaterThanOrEqual(400);
+      expect(res.status).toBeLessThan(500);
+    }
+    expect((await device.session()).headerStatuses).toEqual(['200']);
+  });
+});
