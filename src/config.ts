@@ -68,6 +68,16 @@ export const SETTINGS = {
     schema: z.coerce.number().int().min(1).max(1440).default(15),
     doc: 'How often an enrolled Windows device opens an OMA-DM session on its own (DMClient poll schedule).',
   },
+  MOORING_WNS_PFN: {
+    schema: optionalString,
+    doc: 'Package family name of the WNS app registration; with it, enrolled Windows devices are asked for a push channel.',
+  },
+  MOORING_WNS_CLIENT_ID: { schema: optionalString, doc: 'WNS package SID (`ms-app://...`) for the OAuth client-credentials grant.' },
+  MOORING_WNS_CLIENT_SECRET: { schema: optionalString, doc: 'WNS client secret. With the client id, Windows devices are woken by WNS push.' },
+  MOORING_WNS_TOKEN_URL: {
+    schema: z.url().default('https://login.live.com/accesstoken.srf'),
+    doc: 'WNS OAuth token endpoint (a local mock in tests).',
+  },
   MOORING_SECRET_KEY: {
     schema: optionalString,
     doc: 'Key (64 hex characters) sealing secrets kept for later display. Unset: generated in `certs/secret.key`.',
@@ -110,6 +120,7 @@ export interface Config {
   androidDpc: { component?: string; downloadUrl?: string; signatureChecksum?: string; packageChecksum?: string };
   secretKey?: string;
   windows: { authPolicy: 'OnPremise' | 'Federated'; pollMinutes: number };
+  wns: { pfn?: string; clientId?: string; clientSecret?: string; tokenUrl: string };
   webhookUrls: string[];
   webhookSecret?: string;
   commandTtlSeconds: number;
@@ -165,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     },
     secretKey: e.MOORING_SECRET_KEY,
     windows: { authPolicy: e.MOORING_WINDOWS_AUTH_POLICY, pollMinutes: e.MOORING_WINDOWS_POLL_MINUTES },
+    wns: { pfn: e.MOORING_WNS_PFN, clientId: e.MOORING_WNS_CLIENT_ID, clientSecret: e.MOORING_WNS_CLIENT_SECRET, tokenUrl: e.MOORING_WNS_TOKEN_URL },
     webhookUrls: e.MOORING_WEBHOOK_URLS,
     webhookSecret: e.MOORING_WEBHOOK_SECRET,
     commandTtlSeconds: e.MOORING_COMMAND_TTL,

@@ -143,6 +143,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         authPolicy: config.windows.authPolicy,
         pollMinutes: config.windows.pollMinutes,
         trustedProxyCertHeader: config.trustedProxyCertHeader,
+        wnsPackageFamilyName: config.wns.pfn,
         logger: logger.child({ component: 'windows' }),
       }),
     ];

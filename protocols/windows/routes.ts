@@ -45,7 +45,20 @@ export interface WindowsRoutesDeps {
   authPolicy: 'OnPremise' | 'Federated';
   pollMinutes: number;
   trustedProxyCertHeader?: string;
+  /** WNS package family name: when set, devices without a push channel are asked to open one. */
+  wnsPackageFamilyName?: string;
   logger: Logger;
+}
+
+const PUSH_NODE = './Vendor/MSFT/DMClient/Provider/Mooring/Push';
+
+/** Asks the device's DMClient for a WNS channel: set our app's PFN, then read the ChannelURI. */
+function pushChannelRequest(pfn: string): string[] {
+  return [
+    `<Replace><CmdID>mooring-wns-pfn</CmdID><Item><Target><LocURI>${PUSH_NODE}/PFN</LocURI></Target>` +
+      `<Meta><Format xmlns="syncml:metinf">chr</Format></Meta><Data>${escapeXml(pfn)}</Data></Item></Replace>`,
+    `<Get><CmdID>mooring-wns-uri</CmdID><Item><Target><LocURI>${PUSH_NODE}/ChannelURI</LocURI></Target></Item></Get>`,
+  ];
 }
 
 export function windowsRouter(deps: WindowsRoutesDeps): Router {
@@ -178,23 +191,30 @@ async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMe
 }
 
 /** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
-async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message: SyncMlMessage, base: string): Promise<string> {
+async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: SyncMlMessage, base: string): Promise<string> {
+  let channel = known;
   const statuses: ReplyStatus[] = [];
   const inventory: Record<string, Json> = {};
   const results = new Map<string, Record<string, string>>();
   let leaving = false;
+  let channelUri: string | undefined;
   for (const cmd of message.body) {
     const status = statusFor(cmd, '200');
     if (status) statuses.push(status);
     if (cmd.kind === 'Alert' && isUnenrollmentAlert(cmd)) leaving = true;
     if (cmd.kind === 'Replace' || cmd.kind === 'Add') Object.assign(inventory, inventoryFromItems(cmd.items));
     if (cmd.kind === 'Results') {
+      channelUri = cmd.items.find((i) => i.source?.endsWith('/Push/ChannelURI'))?.data ?? channelUri;
       const found = inventoryFromItems(cmd.items);
       Object.assign(inventory, found);
       results.set(cmd.cmdRef, found);
     }
   }
   await deps.windows.recordSession(channel, inventory);
+  if (channelUri?.startsWith('https://') && channelUri !== channel.push_token) {
+    await deps.windows.setPushToken(channel, channelUri);
+    channel = { ...channel, push_token: channelUri };
+  }
   for (const cmd of message.body) {
     if (cmd.kind !== 'Status' || cmd.cmdRef === '0' || cmd.cmd === 'SyncHdr') continue;
     const current = await deps.commands.find(cmd.cmdRef);
@@ -207,7 +227,10 @@ async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message:
     return reply(message, base, statuses, []);
   }
   const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
-  return reply(message, base, statuses, next.map((c) => c.payload));
+  // Ask once per session: a message answering the request (even with an error) does not ask again.
+  const answered = message.body.some((c) => c.kind === 'Status' && c.cmdRef.startsWith('mooring-wns'));
+  const askForChannel = deps.wnsPackageFamilyName && !channel.push_token && !answered ? pushChannelRequest(deps.wnsPackageFamilyName) : [];
+  return reply(message, base, statuses, [...next.map((c) => c.payload), ...askForChannel]);
 }
 
 function reply(message: SyncMlMessage, base: string, statuses: ReplyStatus[], commands: string[], headerStatus?: string): string {

@@ -28,6 +28,8 @@ export interface ManagedChannel {
   /** The DeviceID the channel was enrolled with (the SyncML Source LocURI). */
   channel_key: string;
   status: Enrollment['status'];
+  /** The WNS channel URI, once the device reported one and while WNS has not called it dead. */
+  push_token: string | null;
 }
 
 export class PgWindowsStore {
@@ -119,7 +121,14 @@ export class PgWindowsStore {
 
   /** The channel an identity certificate is bound to (and only that one). */
   async channelForCertificate(sha256: string): Promise<ManagedChannel | undefined> {
-    return this.db('enrollments').where({ platform: 'windows', cert_sha256: sha256 }).first('device_id', 'id as enrollment_id', 'channel_key', 'status');
+    return this.db('enrollments')
+      .where({ platform: 'windows', cert_sha256: sha256 })
+      .first('device_id', 'id as enrollment_id', 'channel_key', 'status', this.db.raw('CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token'));
+  }
+
+  /** The WNS channel URI the device reported (it changes; the newest wins and revives a dead mark). */
+  async setPushToken(channel: ManagedChannel, channelUri: string): Promise<void> {
+    await this.db('enrollments').where({ id: channel.enrollment_id }).update({ push_token: channelUri, push_token_dead_at: null, updated_at: this.db.fn.now() });
   }
 
   async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {

@@ -381,3 +381,37 @@ describe('management identity', () => {
     expect((await device.session()).headerStatuses).toEqual(['200']);
   });
 });
+
+describe('WNS push channel', () => {
+  let wns: TestServer;
+  let wnsNet: Net;
+  beforeAll(async () => {
+    wns = await startTestServer({ platforms: platforms(), env: { MOORING_WNS_PFN: 'Mooring.Agent_8wekyb3d8bbwe' } });
+    wnsNet = await listenHttps(wns.m);
+  });
+  afterAll(async () => {
+    await wnsNet?.close();
+    await wns?.stop();
+  });
+
+  it('asks a device without a channel for one, once per session, and keeps the ChannelURI it reports', async () => {
+    const { token } = await windowsToken(wns);
+    const device = pc({}, wnsNet);
+    await device.discover('5.0');
+    await device.getPolicies({ password: token });
+    expect((await device.enroll({ password: token })).status).toBe(200);
+    const channel = 'https://db5p.notify.windows.com/?token=AwYAAAD-example';
+    const first = await device.session({
+      answer: (cmd) =>
+        cmd.kind === 'Get' && cmd.items.some((i) => i.target?.endsWith('/Push/ChannelURI'))
+          ? { status: '200', results: [{ source: './Vendor/MSFT/DMClient/Provider/Mooring/Push/ChannelURI', data: channel }] }
+          : undefined,
+    });
+    const asked = first.commands.filter((c) => c.cmdId.startsWith('mooring-wns'));
+    expect(asked.map((c) => c.kind)).toEqual(['Replace', 'Get']);
+    const enrollment = await wns.m.db('enrollments').where({ channel_key: device.deviceId }).first();
+    expect(enrollment.push_token).toBe(channel);
+    const second = await device.session();
+    expect(second.commands.filter((c) => c.cmdId.startsWith('mooring-wns'))).toEqual([]);
+  });
+});
