@@ -29,6 +29,7 @@ import { windowsRouter } from '../protocols/windows/routes';
 import { PgWindowsStore } from './storage/windows';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { FcmProvider, loadServiceAccountFile } from './push/fcm';
+import { WnsProvider } from './push/wns';
 import { PushProviderRegistry } from './push/provider';
 import { createQueueBackend, type QueueBackend } from './queue/backend';
 import { PgCommandStore } from './storage/commands';
@@ -293,6 +294,12 @@ function defaultPushProviders(config: Config, logger: Logger): PushProviderRegis
     const serviceAccount = loadServiceAccountFile(config.fcmServiceAccountFile); // a clear error at start
     providers.register(new FcmProvider({ serviceAccount, fcmUrl: config.fcmUrl, tokenUrl: config.fcmTokenUrl }));
     logger.info({ project_id: serviceAccount.project_id }, 'FCM push enabled');
+  }
+  const { clientId, clientSecret, tokenUrl } = config.wns;
+  if (Boolean(clientId) !== Boolean(clientSecret)) throw new ConfigError(['MOORING_WNS_CLIENT_ID and MOORING_WNS_CLIENT_SECRET go together: set both or neither']);
+  if (clientId && clientSecret) {
+    providers.register(new WnsProvider({ clientId, clientSecret, tokenUrl }));
+    logger.info('WNS push enabled');
   }
   return providers;
 }

@@ -52,11 +52,14 @@ export interface WindowsRoutesDeps {
 
 const PUSH_NODE = './Vendor/MSFT/DMClient/Provider/Mooring/Push';
 
-/** Asks the device's DMClient for a WNS channel: set our app's PFN, then read the ChannelURI. */
-function pushChannelRequest(pfn: string): string[] {
+/**
+ * Asks the device's DMClient for its WNS channel: sets our app's PFN when it has no channel yet, and
+ * reads the ChannelURI (Windows renews channels about every 15 days, so every session reads it).
+ */
+function pushChannelRequest(pfn: string, hasChannel: boolean): string[] {
   return [
-    `<Replace><CmdID>mooring-wns-pfn</CmdID><Item><Target><LocURI>${PUSH_NODE}/PFN</LocURI></Target>` +
-      `<Meta><Format xmlns="syncml:metinf">chr</Format></Meta><Data>${escapeXml(pfn)}</Data></Item></Replace>`,
+    ...(hasChannel ? [] : [`<Replace><CmdID>mooring-wns-pfn</CmdID><Item><Target><LocURI>${PUSH_NODE}/PFN</LocURI></Target>` +
+      `<Meta><Format xmlns="syncml:metinf">chr</Format></Meta><Data>${escapeXml(pfn)}</Data></Item></Replace>`]),
     `<Get><CmdID>mooring-wns-uri</CmdID><Item><Target><LocURI>${PUSH_NODE}/ChannelURI</LocURI></Target></Item></Get>`,
   ];
 }
@@ -227,9 +230,8 @@ async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: S
     return reply(message, base, statuses, []);
   }
   const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
-  // Ask once per session: a message answering the request (even with an error) does not ask again.
-  const answered = message.body.some((c) => c.kind === 'Status' && c.cmdRef.startsWith('mooring-wns'));
-  const askForChannel = deps.wnsPackageFamilyName && !channel.push_token && !answered ? pushChannelRequest(deps.wnsPackageFamilyName) : [];
+  // Ask at the start of each session only, so a device that cannot answer is not asked in a loop.
+  const askForChannel = deps.wnsPackageFamilyName && message.msgId === '1' ? pushChannelRequest(deps.wnsPackageFamilyName, Boolean(channel.push_token)) : [];
   return reply(message, base, statuses, [...next.map((c) => c.payload), ...askForChannel]);
 }
 
