@@ -10,6 +10,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { AccessTokenCache, type FreshToken } from './access-token';
 import type { PushProvider, PushResult, PushTarget } from './provider';
 
 /** The OAuth2 scope FCM sends need. */
@@ -98,11 +99,6 @@ class TokenError extends Error {
   }
 }
 
-interface CachedToken {
-  value: string;
-  /** When to stop using it (ms): a minute before it expires. */
-  refreshAt: number;
-}
 
 export class FcmProvider implements PushProvider {
   readonly platform = 'android' as const;
@@ -113,8 +109,7 @@ export class FcmProvider implements PushProvider {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #timeoutMs: number;
-  #token: CachedToken | undefined;
-  #pending: Promise<string> | undefined;
+  readonly #tokens: AccessTokenCache;
 
   constructor(opts: FcmProviderOptions) {
     this.#account = opts.serviceAccount;
@@ -124,13 +119,14 @@ export class FcmProvider implements PushProvider {
     this.#tokenUrl = opts.tokenUrl ?? opts.serviceAccount.token_uri ?? DEFAULT_TOKEN_URL;
     this.#fetch = opts.fetch ?? ((input, init) => fetch(input, init));
     this.#now = opts.now ?? Date.now;
+    this.#tokens = new AccessTokenCache(() => this.#fetchToken(), this.#now);
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
   }
 
   async send(target: PushTarget): Promise<PushResult> {
     let token: string;
     try {
-      token = await this.#accessToken();
+      token = await this.#tokens.get();
     } catch (err) {
       const outcome = err instanceof TokenError ? err.outcome : 'retry';
       return { outcome, reason: (err as Error).message };
@@ -149,20 +145,11 @@ export class FcmProvider implements PushProvider {
       return { outcome: 'retry', reason: `FCM unreachable: ${describeFetchError(err, this.#timeoutMs)}` };
     }
     if (res.ok) return { outcome: 'sent' };
-    if (res.status === 401 && this.#token?.value === token) this.#token = undefined;
+    if (res.status === 401) this.#tokens.drop(token);
     return classifyFcmError(res.status, text, res.headers.get('retry-after'), this.#now());
   }
 
-  /** The cached access token, or one fresh from the token endpoint (shared by concurrent callers). */
-  #accessToken(): Promise<string> {
-    if (this.#token && this.#now() < this.#token.refreshAt) return Promise.resolve(this.#token.value);
-    this.#pending ??= this.#fetchToken().finally(() => {
-      this.#pending = undefined;
-    });
-    return this.#pending;
-  }
-
-  async #fetchToken(): Promise<string> {
+  async #fetchToken(): Promise<FreshToken> {
     const issuedAt = this.#now();
     let res: Response;
     let text: string;
@@ -189,8 +176,7 @@ export class FcmProvider implements PushProvider {
       throw new TokenError('FCM OAuth token endpoint answered without an access_token', 'failed');
     }
     const lifetimeS = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 3600;
-    this.#token = { value: body.access_token, refreshAt: issuedAt + (lifetimeS - 60) * 1000 };
-    return body.access_token;
+    return { value: body.access_token, lifetimeSeconds: lifetimeS };
   }
 
   /** The RS256 JWT bearer assertion (RFC 7523) for the service account. */

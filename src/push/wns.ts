@@ -19,6 +19,7 @@
  * See https://learn.microsoft.com/windows/apps/design/shell/tiles-and-notifications/push-request-response-headers
  * and https://learn.microsoft.com/windows/client-management/push-notification-windows-mdm
  */
+import { AccessTokenCache, type FreshToken } from './access-token';
 import type { PushProvider, PushResult, PushTarget } from './provider';
 
 export const WNS_SCOPE = 'notify.windows.com';
@@ -65,11 +66,6 @@ class TokenError extends Error {
   }
 }
 
-interface CachedToken {
-  value: string;
-  /** When to stop using it (ms): a minute before it expires. */
-  refreshAt: number;
-}
 
 export class WnsProvider implements PushProvider {
   readonly platform = 'windows' as const;
@@ -80,8 +76,7 @@ export class WnsProvider implements PushProvider {
   readonly #fetch: typeof fetch;
   readonly #now: () => number;
   readonly #timeoutMs: number;
-  #token: CachedToken | undefined;
-  #pending: Promise<string> | undefined;
+  readonly #tokens: AccessTokenCache;
 
   constructor(opts: WnsProviderOptions) {
     if (!opts.clientId) throw new Error('WNS needs a client id (the package SID, ms-app://...)');
@@ -95,6 +90,7 @@ export class WnsProvider implements PushProvider {
     if (this.#suffixes.length === 0) throw new Error('WNS allowedHostSuffixes is empty');
     this.#fetch = opts.fetch ?? ((input, init) => fetch(input, init));
     this.#now = opts.now ?? Date.now;
+    this.#tokens = new AccessTokenCache(() => this.#fetchToken(), this.#now);
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
   }
 
@@ -105,7 +101,7 @@ export class WnsProvider implements PushProvider {
 
     let token: string;
     try {
-      token = await this.#accessToken();
+      token = await this.#tokens.get();
     } catch (err) {
       const outcome = err instanceof TokenError ? err.outcome : 'retry';
       return { outcome, reason: scrub((err as Error).message) };
@@ -125,7 +121,7 @@ export class WnsProvider implements PushProvider {
     }
     if (res.ok) return { outcome: 'sent' };
     const expired = /token expired/i.test(res.headers.get('www-authenticate') ?? '');
-    if ((res.status === 401 || expired) && this.#token?.value === token) this.#token = undefined;
+    if (res.status === 401 || expired) this.#tokens.drop(token);
     const result = classifyWnsResponse(res.status, res.headers, this.#now());
     if (result.outcome === 'sent') return result;
     // "Token expired" can come with another status than 401: the token is dropped all the same.
@@ -133,17 +129,7 @@ export class WnsProvider implements PushProvider {
     return { ...result, reason: scrub(result.reason) };
   }
 
-  /** The cached access token, or one fresh from the token endpoint (shared by concurrent callers). */
-  #accessToken(): Promise<string> {
-    if (this.#token && this.#now() < this.#token.refreshAt) return Promise.resolve(this.#token.value);
-    this.#pending ??= this.#fetchToken().finally(() => {
-      this.#pending = undefined;
-    });
-    return this.#pending;
-  }
-
-  async #fetchToken(): Promise<string> {
-    const issuedAt = this.#now();
+  async #fetchToken(): Promise<FreshToken> {
     let res: Response;
     let text: string;
     try {
@@ -177,8 +163,7 @@ export class WnsProvider implements PushProvider {
     const expiresIn = typeof body.expires_in === 'string' ? Number(body.expires_in) : body.expires_in;
     // login.live.com issues tokens for 24 h; assume an hour if it does not say.
     const lifetimeS = typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600;
-    this.#token = { value: body.access_token, refreshAt: issuedAt + (lifetimeS - 60) * 1000 };
-    return body.access_token;
+    return { value: body.access_token, lifetimeSeconds: lifetimeS };
   }
 }
 
