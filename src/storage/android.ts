@@ -8,6 +8,7 @@ import type { Policy } from '../core/policies';
 import { hashSecret } from '../core/secrets';
 import type { Device, Enrollment, Ownership } from '../core/types';
 import type pg from 'pg';
+import { cancelOpenCommands } from './commands';
 import type { Db } from './db';
 import { eventRow } from './events';
 import type { PgTokenStore } from './tokens';
@@ -112,15 +113,7 @@ export class PgAndroidStore {
       if (existing) {
         [device] = await trx('devices').where({ id: existing.id }).update(facts).returning('*');
         await trx('device_credentials').where({ device_id: existing.id }).whereNull('retired_at').update({ retired_at: trx.fn.now() });
-        await trx.raw(
-          `WITH changed AS (
-             UPDATE commands SET status = 'canceled', canceled_at = now()
-              WHERE device_id = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
-           )
-           INSERT INTO events (type, device_id, command_id, actor, data)
-           SELECT 'command.canceled', device_id, id, 'system:re-enrollment', jsonb_build_object('type', type) FROM changed`,
-          [existing.id],
-        );
+        await cancelOpenCommands(trx, { device_id: existing.id }, 'system:re-enrollment');
         [enrollment] = await trx('enrollments')
           .where({ device_id: existing.id, channel_type: 'device' })
           .update({ status: 'enrolled', push_token: input.fcmToken ?? null, push_token_dead_at: null, last_seen_at: trx.fn.now(), updated_at: trx.fn.now() })

@@ -224,3 +224,21 @@ function toRow(c: NewCommand): Record<string, unknown> {
 function json(value: unknown): string | null {
   return value === undefined ? null : JSON.stringify(value);
 }
+
+/**
+ * Cancels every command still waiting for (or handed to) a device or one of its channels, with an
+ * event each: a re-enrolled or departed device starts clean, and a wipe queued before a reset never
+ * runs again.
+ */
+export async function cancelOpenCommands(conn: Db, scope: { device_id: string } | { enrollment_id: string }, actor: string): Promise<void> {
+  const [column, id] = 'device_id' in scope ? ['device_id', scope.device_id] : ['enrollment_id', scope.enrollment_id];
+  await conn.raw(
+    `WITH changed AS (
+       UPDATE commands SET status = 'canceled', canceled_at = now()
+        WHERE ${column} = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
+     )
+     INSERT INTO events (type, device_id, command_id, actor, data)
+     SELECT 'command.canceled', device_id, id, ?, jsonb_build_object('type', type) FROM changed`,
+    [id, actor],
+  );
+}

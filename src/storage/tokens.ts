@@ -135,21 +135,39 @@ export class PgTokenStore {
    */
   async redeemEnrollmentToken(secret: string, platform: Platform, conn: Db = this.db): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));
-    const [row] = await conn('enrollment_tokens')
-      .where({ token_hash: hash, platform })
-      .whereNull('revoked_at')
-      .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', this.db.fn.now()))
-      .where((w) => w.where('one_time', false).orWhere('uses', 0))
-      .where((w) => w.whereNull('max_uses').orWhereRaw('uses < max_uses'))
-      .increment('uses', 1)
-      .returning(ENROLLMENT_TOKEN_COLUMNS);
+    const [row] = await usable(conn, hash, platform).increment('uses', 1).returning(ENROLLMENT_TOKEN_COLUMNS);
     if (row) return row as EnrollmentToken;
-    const found = (await conn('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
-    if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
-    if (found.revoked_at) throw Errors.of('token_revoked', 'this enrollment token was revoked');
-    if (found.expires_at && found.expires_at <= new Date()) throw Errors.of('token_expired', 'this enrollment token has expired');
-    throw Errors.of('token_used_up', 'this enrollment token has been used up');
+    return refusal(conn, hash, platform);
   }
+
+  /**
+   * The same checks as redeem, without spending a use or locking the row: for steps before the
+   * enrollment itself (a policy request, a sign-in page) and for doing slow work before redeeming.
+   */
+  async checkEnrollmentToken(secret: string, platform: Platform): Promise<EnrollmentToken> {
+    const hash = hashSecret(normalizeEnrollmentToken(secret));
+    const row = (await usable(this.db, hash, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
+    return row ?? refusal(this.db, hash, platform);
+  }
+}
+
+/** Tokens with this digest that can still enroll a device. */
+function usable(conn: Db, hash: string, platform: Platform) {
+  return conn('enrollment_tokens')
+    .where({ token_hash: hash, platform })
+    .whereNull('revoked_at')
+    .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', conn.fn.now()))
+    .where((w) => w.where('one_time', false).orWhere('uses', 0))
+    .where((w) => w.whereNull('max_uses').orWhereRaw('uses < max_uses'));
+}
+
+/** Why a token cannot be used, as a stable code. */
+async function refusal(conn: Db, hash: string, platform: Platform): Promise<never> {
+  const found = (await conn('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
+  if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
+  if (found.revoked_at) throw Errors.of('token_revoked', 'this enrollment token was revoked');
+  if (found.expires_at && found.expires_at <= new Date()) throw Errors.of('token_expired', 'this enrollment token has expired');
+  throw Errors.of('token_used_up', 'this enrollment token has been used up');
 }
 
 /** The sealed secret of a token, for rebuilding its provisioning payload (Android). */

@@ -5,6 +5,7 @@
  */
 import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
+import { cancelOpenCommands } from './commands';
 import type { Db } from './db';
 import { eventRow } from './events';
 import type { PgTokenStore } from './tokens';
@@ -38,24 +39,20 @@ export class PgWindowsStore {
     private readonly tokens: PgTokenStore,
   ) {}
 
-  /** Checks a token without spending a use (policy requests, the federated sign-in page). */
+  /** Checks a token without spending a use or locking it (policy requests, the sign-in page). */
   async tokenIsUsable(secret: string): Promise<boolean> {
-    try {
-      await this.db.transaction(async (trx) => {
-        await this.tokens.redeemEnrollmentToken(secret, 'windows', trx);
-        throw new Rollback();
-      });
-    } catch (err) {
-      if (err instanceof Rollback) return true;
-      return false;
-    }
-    return true;
+    return this.tokens.checkEnrollmentToken(secret, 'windows').then(
+      () => true,
+      () => false,
+    );
   }
 
   async enroll(input: WindowsEnrollInput): Promise<{ device: Device; enrollment: Enrollment; certificate: IssuedCertificate; reenrolled: boolean }> {
+    // The certificate is made before the transaction, so the token's row is locked only for the
+    // writes: concurrent enrollments with one token do not queue behind each other's signing.
+    const token = await this.tokens.checkEnrollmentToken(input.token, 'windows');
+    const certificate = await input.issue();
     return this.db.transaction(async (trx) => {
-      const token = await this.tokens.redeemEnrollmentToken(input.token, 'windows', trx);
-      const certificate = await input.issue();
       const facts = {
         platform: 'windows',
         status: 'enrolled',
@@ -80,16 +77,7 @@ export class PgWindowsStore {
           .where({ id: channel.id })
           .update({ status: 'enrolled', cert_sha256: certificate.sha256, last_seen_at: trx.fn.now(), updated_at: trx.fn.now() })
           .returning('*');
-        // A re-enrolled device starts clean: what was queued for its old identity does not run.
-        await trx.raw(
-          `WITH changed AS (
-             UPDATE commands SET status = 'canceled', canceled_at = now()
-              WHERE enrollment_id = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
-           )
-           INSERT INTO events (type, device_id, command_id, actor, data)
-           SELECT 'command.canceled', device_id, id, 'system:re-enrollment', jsonb_build_object('type', type) FROM changed`,
-          [channel.id],
-        );
+        await cancelOpenCommands(trx, { enrollment_id: channel.id }, 'system:re-enrollment');
       } else {
         [device] = await trx('devices').insert({ ...facts, inventory: '{}' }).returning('*');
         [enrollment] = await trx('enrollments')
@@ -107,6 +95,8 @@ export class PgWindowsStore {
         not_after: certificate.notAfter,
         pem: certificate.pem,
       });
+      // Spent last, so its row is locked for the shortest time; a token used up meanwhile rolls all back.
+      await this.tokens.redeemEnrollmentToken(input.token, 'windows', trx);
       await trx('events').insert(
         eventRow({
           type: channel ? 'device.reenrolled' : 'device.enrolled',
@@ -150,13 +140,11 @@ export class PgWindowsStore {
     await this.db.transaction(async (trx) => {
       await trx('enrollments').where({ id: channel.enrollment_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
       await trx('devices').where({ id: channel.device_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
-      await trx('commands').where({ enrollment_id: channel.enrollment_id }).whereIn('status', ['queued', 'sent', 'not_now']).update({ status: 'canceled', canceled_at: trx.fn.now() });
+      await cancelOpenCommands(trx, { enrollment_id: channel.enrollment_id }, 'system:unenrollment');
       await trx('events').insert(eventRow({ type: 'device.unenrolled', device_id: channel.device_id, actor: 'device', data: { platform: 'windows' } }));
     });
   }
 }
-
-class Rollback extends Error {}
 
 /** Device facts that DevInfo/DevDetail report, copied onto the device row. */
 function pickFacts(inv: Record<string, Json>): Record<string, string> {
