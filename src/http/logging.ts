@@ -2,29 +2,41 @@
 import crypto from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { pinoHttp } from 'pino-http';
 import { httpDuration } from '../metrics';
 
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Reuses a caller's `X-Request-Id` when it is sane, otherwise makes one; echoes it on the response. */
+declare module 'express-serve-static-core' {
+  interface Request {
+    id?: string;
+    /** A logger carrying this request's id (made on first use). */
+    log?: Logger;
+  }
+}
+
+/**
+ * Reuses a caller's `X-Request-Id` when it is sane, otherwise makes one, and echoes it. Each request is
+ * logged once when it ends (errors and 5xx at error, 4xx at info, the rest at debug), and the per-request
+ * child logger is only built when something logs: device polls are the hot path. URLs are logged
+ * without their query, and no header is logged, so tokens and signatures stay out of the log.
+ */
 export function requestLogging(logger: Logger): RequestHandler {
-  return pinoHttp({
-    logger,
-    genReqId(req, res) {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && SAFE_ID.test(given) ? given : crypto.randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
-    serializers: {
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url.split('?')[0] }),
-      res: (res: { statusCode: number }) => ({ status: res.statusCode }),
-    },
-    // Never log secrets: bearer tokens, device signatures and client certificates stay out.
-    redact: ['req.headers.authorization', 'req.headers["mdm-signature"]'],
-  });
+  return (req, res, next) => {
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && SAFE_ID.test(given) ? given : crypto.randomUUID();
+    req.id = id;
+    res.setHeader('X-Request-Id', id);
+    let child: Logger | undefined;
+    Object.defineProperty(req, 'log', { configurable: true, get: () => (child ??= logger.child({ req_id: id })) });
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
+      if (!logger.isLevelEnabled(level)) return;
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      logger[level]({ req_id: id, method: req.method, url: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+    });
+    next();
+  };
 }
 
 /** Observes latency labelled by the matched route pattern (not the raw URL, to bound cardinality). */
