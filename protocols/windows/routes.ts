@@ -144,6 +144,14 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
     return { xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
   }));
 
+  // The sign-in page is the one HTML page devices show: no framing, no sniffing, no referrer.
+  router.use('/EnrollmentServer/Auth', (_req, res, next) => {
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    next();
+  });
+
   router.get('/EnrollmentServer/Auth', (req, res) => {
     const appru = typeof req.query.appru === 'string' ? req.query.appru : '';
     const hint = typeof req.query.login_hint === 'string' ? req.query.login_hint : '';

@@ -23,7 +23,6 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.set('etag', false);
-  app.use(helmet({ contentSecurityPolicy: false }));
   app.use(requestLogging(deps.logger));
   app.use(routeMetrics);
 
@@ -38,7 +37,9 @@ export function createApp(deps: AppDeps): express.Express {
     res.type(registry.contentType).send(await registry.metrics());
   });
 
-  app.use('/api/v1', deps.admin);
+  // Browser-facing security headers where a browser may look (the admin API, its documents); device
+  // protocols gain nothing from them, and their polls are the hot path.
+  app.use('/api/v1', helmet({ contentSecurityPolicy: false }), deps.admin);
   for (const router of deps.devices ?? []) app.use(router);
 
   app.use(notFoundHandler);
