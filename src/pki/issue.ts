@@ -77,15 +77,47 @@ export async function issueClientCertificate(
  * authentication, and within its validity. Returns its SHA-256 (the key bound to an enrollment).
  */
 export function verifyClientCertificate(der: Buffer, caPem: string, now = new Date()): { ok: true; sha256: string } | { ok: false; reason: string } {
+  const sha256 = crypto.createHash('sha256').update(der).digest('hex');
+  // A device shows the same certificate at every session: check its signature once, its dates always.
+  const key = `${sha256}:${caHash(caPem)}`;
+  let known = verified.get(key);
+  if (!known) {
+    const checked = checkIssuedByUs(der, caPem);
+    if (!checked.ok) return checked;
+    known = checked.validity;
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    verified.set(key, known);
+  }
+  if (now < known.from || now > known.to) return { ok: false, reason: 'expired or not yet valid' };
+  return { ok: true, sha256 };
+}
+
+const VERIFIED_CACHE_SIZE = 10_000;
+const verified = new Map<string, { from: Date; to: Date }>();
+const caObjects = new Map<string, { hash: string; cert: crypto.X509Certificate }>();
+
+function caOf(caPem: string): { hash: string; cert: crypto.X509Certificate } {
+  let ca = caObjects.get(caPem);
+  if (!ca) {
+    ca = { hash: crypto.createHash('sha256').update(caPem).digest('hex').slice(0, 16), cert: new crypto.X509Certificate(caPem) };
+    caObjects.set(caPem, ca);
+  }
+  return ca;
+}
+
+function caHash(caPem: string): string {
+  return caOf(caPem).hash;
+}
+
+function checkIssuedByUs(der: Buffer, caPem: string): { ok: true; validity: { from: Date; to: Date } } | { ok: false; reason: string } {
   let cert: crypto.X509Certificate;
   try {
     cert = new crypto.X509Certificate(der);
   } catch {
     return { ok: false, reason: 'not an X.509 certificate' };
   }
-  const ca = new crypto.X509Certificate(caPem);
+  const ca = caOf(caPem).cert;
   if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) return { ok: false, reason: 'not issued by this server' };
-  if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) return { ok: false, reason: 'expired or not yet valid' };
   if (cert.keyUsage && !cert.keyUsage.includes('1.3.6.1.5.5.7.3.2')) return { ok: false, reason: 'not for client authentication' };
-  return { ok: true, sha256: crypto.createHash('sha256').update(der).digest('hex') };
+  return { ok: true, validity: { from: new Date(cert.validFrom), to: new Date(cert.validTo) } };
 }
