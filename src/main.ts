@@ -132,7 +132,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       version: VERSION,
     });
     const android = new PgAndroidStore(db, tokens, handout);
-    const windows = new PgWindowsStore(db, tokens);
+    const windows = new PgWindowsStore(db, tokens, handout);
     const deviceRouters = [
       androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() }),
       windowsRouter({

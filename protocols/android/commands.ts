@@ -16,7 +16,7 @@
  * | clear_app_data      | API 28+                  | API 28+           | API 28+       | API 28+   |
  */
 import type { CommandOutcome, Permission, PlatformCommands } from '../../src/core/platforms';
-import type { Command, DeviceFacts, Json, Params } from '../../src/core/types';
+import type { DeviceFacts, Json, Params } from '../../src/core/types';
 
 export const ANDROID_MODES = ['byod_work_profile', 'cope_work_profile', 'fully_managed', 'dedicated'] as const;
 export type AndroidMode = (typeof ANDROID_MODES)[number];
@@ -120,7 +120,7 @@ export class AndroidCommands implements PlatformCommands {
   }
 
   /** The DPC reports `{ status: "ok" | "error" | "not_now", result?, error? }`. */
-  parseResult(report: unknown, _command: Command): CommandOutcome {
+  parseResult(report: unknown): CommandOutcome {
     const r = report as { status: string; result?: Json; error?: Json };
     switch (r.status) {
       case 'ok':

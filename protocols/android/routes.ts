@@ -86,7 +86,7 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
     const current = await deps.commands.find(commandId);
     // A command of another device looks exactly like one that does not exist: nothing leaks.
     if (!current || current.enrollment_id !== id.enrollment_id) throw Errors.commandNotFound(commandId);
-    const outcome = deps.platform.parseResult(body, current);
+    const outcome = deps.platform.parseResult(body);
     const { changed, command } = await deps.commands.report(id.enrollment_id, commandId, outcome);
     res.json({ id: commandId, status: command?.status ?? current.status, changed });
   });

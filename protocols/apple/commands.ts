@@ -20,7 +20,7 @@
  */
 import type { CommandOutcome, Permission, PlatformCommands, RefusalReason } from '../../src/core/platforms';
 import { Errors } from '../../src/core/errors';
-import type { Command, DeviceFacts, Json, Params } from '../../src/core/types';
+import type { DeviceFacts, Json, Params } from '../../src/core/types';
 import { encodePlist, type PlistDict, type PlistValue } from './plist';
 import type { CommandReport } from './report';
 
@@ -251,7 +251,7 @@ export class AppleCommands implements PlatformCommands {
   }
 
   /** Reads a decoded `CommandReport` (report.ts). */
-  parseResult(report: unknown, _command: Command): CommandOutcome {
+  parseResult(report: unknown): CommandOutcome {
     const r = report as CommandReport;
     switch (r.status) {
       case 'Acknowledged':

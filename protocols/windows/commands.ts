@@ -14,7 +14,7 @@
  * CSP paths: RemoteWipe, Reboot and RemoteLock CSP pages on learn.microsoft.com (research notes §2.5).
  */
 import type { CommandOutcome, Permission, PlatformCommands } from '../../src/core/platforms';
-import type { Command, DeviceFacts, Json, Params } from '../../src/core/types';
+import type { DeviceFacts, Json, Params } from '../../src/core/types';
 import { SyncMlError, escapeXml, parseXmlTree } from './syncml';
 
 export const WIPE_MODES = {
@@ -125,7 +125,7 @@ export class WindowsCommands implements PlatformCommands {
    * 101 in progress → acknowledged; 4xx/5xx and the "did not run" 2xx codes (214 cancelled,
    * 215 not executed, 216 rolled back) → error carrying the code.
    */
-  parseResult(report: unknown, _command: Command): CommandOutcome {
+  parseResult(report: unknown): CommandOutcome {
     const r = (report ?? {}) as { status?: unknown; results?: Record<string, string> };
     const code = typeof r.status === 'number' ? String(r.status) : r.status;
     const result: Json | undefined = r.results && Object.keys(r.results).length > 0 ? r.results : undefined;

@@ -228,9 +228,8 @@ async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: S
   }
   for (const cmd of message.body) {
     if (cmd.kind !== 'Status' || cmd.cmdRef === '0' || cmd.cmd === 'SyncHdr') continue;
-    const current = await deps.commands.find(cmd.cmdRef);
-    if (!current || current.enrollment_id !== channel.enrollment_id) continue;
-    const outcome = deps.platform.parseResult({ status: cmd.data, results: results.get(cmd.cmdRef) }, current);
+    // Reports only ever change a command of this very enrollment; any other CmdRef changes nothing.
+    const outcome = deps.platform.parseResult({ status: cmd.data, results: results.get(cmd.cmdRef) });
     await deps.commands.report(channel.enrollment_id, cmd.cmdRef, outcome);
   }
   if (leaving) {

@@ -3,7 +3,7 @@
  * android) registers one `PlatformCommands`; the queue itself never knows a wire format.
  */
 import { Errors } from './errors';
-import type { Command, DeviceFacts, Json, Params, Platform } from './types';
+import type { DeviceFacts, Json, Params, Platform } from './types';
 
 /** Why a platform refuses a command, as a stable word (AMAPI's vocabulary). */
 export type RefusalReason = 'management_mode' | 'api_level' | 'unsupported' | 'invalid_value' | 'ownership' | 'no_platform_support';
@@ -29,7 +29,7 @@ export interface PlatformCommands {
   /** The wire payload for one command; `command.id` is the id the device echoes back in its report. */
   build(command: { id: string; type: string; params: Params }, device: DeviceFacts): string;
   /** Reads a device's report on a command (already decoded by the protocol codec) into an outcome. */
-  parseResult(report: unknown, command: Command): CommandOutcome;
+  parseResult(report: unknown): CommandOutcome;
   /** How long this platform's commands wait for delivery unless the admin says otherwise (seconds). */
   readonly defaultTtlSeconds?: number;
 }

@@ -6,6 +6,7 @@
 import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
+import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 import type { PgTokenStore } from './tokens';
@@ -33,10 +34,22 @@ export interface ManagedChannel {
   push_token: string | null;
 }
 
+const RECORD_SESSION = `
+  WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1)
+  UPDATE devices d
+     SET last_seen_at = now(),
+         inventory = CASE WHEN $3::jsonb IS NULL THEN d.inventory ELSE d.inventory || $3::jsonb END,
+         model = coalesce($4::text, d.model),
+         manufacturer = coalesce($5::text, d.manufacturer),
+         os_version = coalesce($6::text, d.os_version)
+   WHERE d.id = $2`;
+
 export class PgWindowsStore {
   constructor(
     private readonly db: Db,
     private readonly tokens: PgTokenStore,
+    /** Session bookkeeping runs on the hand-out pool: see createHandoutPool. */
+    private readonly handout: pg.Pool,
   ) {}
 
   /** Checks a token without spending a use or locking it (policy requests, the sign-in page). */
@@ -121,17 +134,17 @@ export class PgWindowsStore {
     await this.db('enrollments').where({ id: channel.enrollment_id }).update({ push_token: channelUri, push_token_dead_at: null, updated_at: this.db.fn.now() });
   }
 
+  /**
+   * A session's bookkeeping in one statement on the hand-out pool (asynchronous commit: a lost
+   * last-seen mark is written again at the next session): last seen, and what DevInfo/DevDetail said.
+   */
   async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {
-    await this.db.transaction(async (trx) => {
-      await trx('enrollments').where({ id: channel.enrollment_id }).update({ last_seen_at: trx.fn.now() });
-      await trx('devices')
-        .where({ id: channel.device_id })
-        .update({
-          last_seen_at: trx.fn.now(),
-          ...(inventory && Object.keys(inventory).length
-            ? { inventory: trx.raw('inventory || ?::jsonb', [JSON.stringify(inventory)]), ...pickFacts(inventory) }
-            : {}),
-        });
+    const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
+    const facts = reported ? pickFacts(reported) : {};
+    await this.handout.query({
+      name: 'mooring_windows_session',
+      text: RECORD_SESSION,
+      values: [channel.enrollment_id, channel.device_id, reported ? JSON.stringify(reported) : null, facts.model ?? null, facts.manufacturer ?? null, facts.os_version ?? null],
     });
   }
 
@@ -147,8 +160,8 @@ export class PgWindowsStore {
 }
 
 /** Device facts that DevInfo/DevDetail report, copied onto the device row. */
-function pickFacts(inv: Record<string, Json>): Record<string, string> {
-  const out: Record<string, string> = {};
+function pickFacts(inv: Record<string, Json>): { model?: string; manufacturer?: string; os_version?: string } {
+  const out: { model?: string; manufacturer?: string; os_version?: string } = {};
   const str = (k: string) => (typeof inv[k] === 'string' ? (inv[k] as string) : undefined);
   // Keys as inventoryFromItems writes them: the LocURI without its leading "./".
   const model = str('DevInfo/Mod');

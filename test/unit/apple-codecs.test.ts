@@ -15,7 +15,7 @@ import {
 } from '../../protocols/apple/checkin';
 import { ReportError, decodeReport } from '../../protocols/apple/report';
 import { AppleCommands, DEVICE_INFO_QUERIES, appleOsOf } from '../../protocols/apple/commands';
-import type { Command, DeviceFacts, Params } from '../../src/core/types';
+import type { DeviceFacts, Params } from '../../src/core/types';
 
 const FIXTURES = path.join(__dirname, '../../fixtures/apple');
 const fixture = (name: string) => fs.readFileSync(path.join(FIXTURES, name));
@@ -356,17 +356,16 @@ describe('AppleCommands.permit', () => {
 });
 
 describe('AppleCommands.parseResult', () => {
-  const cmd = { id: CMD_ID } as unknown as Command;
   it('Acknowledged → acknowledged with JSON-safe fields', () => {
     const r = decodeReport(fixture('Acknowledged.DeviceInformation.1.plist'));
-    const out = apple.parseResult(r, cmd);
+    const out = apple.parseResult(r);
     expect(out).toMatchObject({ status: 'acknowledged', result: { QueryResponses: { SerialNumber: 'DLXKM0Z9F196', AvailableDeviceCapacity: 10.82 } } });
     expect(JSON.parse(JSON.stringify(out))).toEqual(out);
     const withData = decodeReport(body({ UDID: MAC_UDID, Status: 'Acknowledged', CommandUUID: 'c', Blob: Buffer.from('hi') }));
-    expect(apple.parseResult(withData, cmd)).toEqual({ status: 'acknowledged', result: { Blob: 'aGk=' } });
+    expect(apple.parseResult(withData)).toEqual({ status: 'acknowledged', result: { Blob: 'aGk=' } });
   });
   it('Error and CommandFormatError → error with the ErrorChain', () => {
-    expect(apple.parseResult(decodeReport(fixture('Error.1.plist')), cmd)).toEqual({
+    expect(apple.parseResult(decodeReport(fixture('Error.1.plist')))).toEqual({
       status: 'error',
       error: {
         status: 'Error',
@@ -380,12 +379,12 @@ describe('AppleCommands.parseResult', () => {
         ],
       },
     });
-    expect(apple.parseResult(decodeReport(fixture('CommandFormatError.1.plist')), cmd)).toMatchObject({
+    expect(apple.parseResult(decodeReport(fixture('CommandFormatError.1.plist')))).toMatchObject({
       status: 'error',
       error: { status: 'CommandFormatError', error_chain: [{ ErrorCode: 12021 }] },
     });
   });
   it('NotNow → not_now', () => {
-    expect(apple.parseResult(decodeReport(fixture('NotNow.1.plist')), cmd)).toEqual({ status: 'not_now' });
+    expect(apple.parseResult(decodeReport(fixture('NotNow.1.plist')))).toEqual({ status: 'not_now' });
   });
 });
