@@ -11,6 +11,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { AccessTokenCache, type FreshToken } from './access-token';
+import { describeFetchError, parseJson, retryAfterSeconds, snippet } from './http-answers';
 import type { PushProvider, PushResult, PushTarget } from './provider';
 
 /** The OAuth2 scope FCM sends need. */
@@ -241,34 +242,6 @@ export function classifyFcmError(httpStatus: number, text: string, retryAfter: s
   }
   if (httpStatus === 429 || httpStatus >= 500) return { outcome: 'retry', reason, ...(wait !== undefined ? { retryAfterMs: wait * 1000 } : {}) };
   return { outcome: 'failed', reason };
-}
-
-/** Retry-After as whole seconds (delta-seconds or an HTTP-date), if present and sensible. */
-function retryAfterSeconds(value: string | null, nowMs: number): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - nowMs) / 1000));
-}
-
-function describeFetchError(err: unknown, timeoutMs: number): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
-  const cause = e?.cause?.code ?? e?.cause?.message;
-  return cause ? `${e.message} (${cause})` : String(e?.message ?? err);
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function snippet(text: string): string {
-  return text.replace(/\s+/g, ' ').trim().slice(0, 200);
 }
 
 function b64url(s: string): string {

@@ -20,6 +20,7 @@
  * and https://learn.microsoft.com/windows/client-management/push-notification-windows-mdm
  */
 import { AccessTokenCache, type FreshToken } from './access-token';
+import { describeFetchError, parseJson, retryAfterSeconds, snippet } from './http-answers';
 import type { PushProvider, PushResult, PushTarget } from './provider';
 
 export const WNS_SCOPE = 'notify.windows.com';
@@ -249,22 +250,6 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
-/** Retry-After as whole seconds (delta-seconds or an HTTP-date), if present and sensible. */
-function retryAfterSeconds(value: string | null, nowMs: number): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - nowMs) / 1000));
-}
-
-function describeFetchError(err: unknown, timeoutMs: number): string {
-  const e = err as Error & { cause?: { code?: string; message?: string } };
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
-  const cause = e?.cause?.code ?? e?.cause?.message;
-  return cause ? `${e.message} (${cause})` : String(e?.message ?? err);
-}
-
 /** Removes the channel URI (and its query, the secret part) from text bound for logs and events. */
 function scrubChannel(text: string, channel: string): string {
   let out = text.split(channel).join('<channel>');
@@ -277,14 +262,3 @@ function scrubChannel(text: string, channel: string): string {
   return out;
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function snippet(text: string): string {
-  return text.replace(/\s+/g, ' ').trim().slice(0, 200);
-}
