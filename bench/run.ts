@@ -6,6 +6,7 @@
  *   REDIS_URL      Redis for the queue backend; unset: BullMQ on Postgres
  *   BENCH_*        sizes for a quick try (see README.md); REPORT.md is only written at the issue's sizes
  */
+import { positiveInt } from './lib/settings';
 import os from 'node:os';
 import path from 'node:path';
 import type { Db } from '../src/storage/db';
@@ -33,13 +34,7 @@ interface BenchSettings {
 }
 
 function readSettings(env: NodeJS.ProcessEnv): BenchSettings {
-  const int = (name: string, fallback: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer (got ${JSON.stringify(raw)})`);
-    return n;
-  };
+  const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     redisUrl: env.REDIS_URL || undefined,

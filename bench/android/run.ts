@@ -18,6 +18,7 @@
  * informational phase sends the same check-ins without a credential: Mooring's middleware and its 401
  * answer, no SQL, which splits the gap into HTTP-stack cost and database work.
  */
+import { positiveInt } from '../lib/settings';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -52,13 +53,7 @@ interface Dpc {
 }
 
 function readSettings(env: NodeJS.ProcessEnv): Settings {
-  const int = (name: string, fallback: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer (got ${JSON.stringify(raw)})`);
-    return n;
-  };
+  const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     poolMax: env.MOORING_DB_POOL_MAX || undefined,

@@ -19,6 +19,7 @@
  * checking answers happen between rounds. The floor runs before and after each Mooring phase; the
  * higher rate is used, so drift cannot flatter the ratio.
  */
+import { positiveInt } from '../lib/settings';
 import crypto from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,13 +57,7 @@ interface Settings {
 }
 
 function readSettings(env: NodeJS.ProcessEnv): Settings {
-  const int = (name: string, fallback: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer (got ${JSON.stringify(raw)})`);
-    return n;
-  };
+  const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     poolMax: env.MOORING_DB_POOL_MAX || undefined,

@@ -12,9 +12,6 @@ export type Ownership = (typeof OWNERSHIPS)[number];
 export const COMMAND_STATUSES = ['queued', 'sent', 'acknowledged', 'error', 'not_now', 'expired', 'canceled'] as const;
 export type CommandStatus = (typeof COMMAND_STATUSES)[number];
 
-/** Statuses from which a command can still reach the device. */
-export const OPEN_COMMAND_STATUSES: readonly CommandStatus[] = ['queued', 'sent', 'not_now'];
-
 export const ROLES = ['admin', 'operator', 'enroller', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -53,12 +53,6 @@ export class PgDeviceStore {
     return this.db<Enrollment>('enrollments').where({ id }).first();
   }
 
-  /** Push targets for a set of enrollments (live push token, not marked dead). */
-  async pushTargets(enrollmentIds: string[]): Promise<Enrollment[]> {
-    if (enrollmentIds.length === 0) return [];
-    return this.db<Enrollment>('enrollments').whereIn('id', enrollmentIds);
-  }
-
   /** Marks a push token dead (APNs Unregistered, FCM UNREGISTERED) with an event, once. */
   async markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean> {
     return this.db.transaction(async (trx) => {

@@ -22,10 +22,6 @@ export interface EventFilter {
 export class PgEventStore {
   constructor(private readonly db: Db) {}
 
-  async record(event: EventInput): Promise<void> {
-    await this.db('events').insert(eventRow(event));
-  }
-
   /** Newest first. */
   async list(filter: EventFilter, page: PageRequest): Promise<Page<MooringEvent>> {
     const q = this.db('events').select('id', 'type', 'device_id', 'command_id', 'actor', 'data', 'created_at');
