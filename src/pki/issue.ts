@@ -92,7 +92,7 @@ export function verifyClientCertificate(der: Buffer, caPem: string, now = new Da
   return { ok: true, sha256 };
 }
 
-const VERIFIED_CACHE_SIZE = 10_000;
+const VERIFIED_CACHE_SIZE = 50_000; // more than the devices polling in rotation
 const verified = new Map<string, { from: Date; to: Date }>();
 const caObjects = new Map<string, { hash: string; cert: crypto.X509Certificate }>();
 
