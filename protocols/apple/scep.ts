@@ -64,6 +64,13 @@ export type ScepFailInfo = keyof typeof FAIL_INFO;
 
 /** A request we cannot act on; `failInfo` is what the CertRep FAILURE should carry. */
 export class ScepError extends Error {
+  /**
+   * Where a CertRep FAILURE can go: the request's transactionID, senderNonce and signer certificate,
+   * when they could be read (even from a message whose signature did not verify: the refusal carries
+   * no secret, and it is the protocol's own way to say no).
+   */
+  replyTo?: { transactionId: string; senderNonce: Buffer; signerCertDer: Buffer };
+
   constructor(
     readonly failInfo: ScepFailInfo,
     message: string,
@@ -116,6 +123,34 @@ function caMaterial(ca: ScepCaKey): { key: crypto.KeyObject; cert: forge.pki.Cer
  */
 export async function parsePkiMessage(der: Buffer, ca: ScepCaKey): Promise<ScepRequest> {
   const sd = readSignedData(der);
+  try {
+    return await readPkiMessage(sd, ca);
+  } catch (err) {
+    if (err instanceof ScepError) {
+      const replyTo = peekReplyTo(sd);
+      if (replyTo) err.replyTo = replyTo;
+    }
+    throw err;
+  }
+}
+
+/** transactionID, senderNonce and the first certificate, read without trusting them; undefined if absent. */
+function peekReplyTo(sd: pkijs.SignedData): ScepError['replyTo'] {
+  try {
+    const signer = sd.signerInfos[0];
+    const cert = (sd.certificates ?? []).find((c): c is pkijs.Certificate => c instanceof pkijs.Certificate);
+    if (!signer?.signedAttrs || !cert) return undefined;
+    const attrs = attributeMap(signer.signedAttrs);
+    const transactionId = stringAttr(attrs, OID.transactionID, 'transactionID');
+    const senderNonce = octetAttr(attrs, OID.senderNonce, 'senderNonce');
+    if (!transactionId || senderNonce.length === 0) return undefined;
+    return { transactionId, senderNonce, signerCertDer: Buffer.from(cert.toSchema().toBER(false)) };
+  } catch {
+    return undefined;
+  }
+}
+
+async function readPkiMessage(sd: pkijs.SignedData, ca: ScepCaKey): Promise<ScepRequest> {
   const signer = sd.signerInfos[0];
   if (sd.signerInfos.length !== 1 || !signer) throw new ScepError('badRequest', 'expected exactly one signer');
   if (!signer.signedAttrs) throw new ScepError('badRequest', 'the signer has no signed attributes');
