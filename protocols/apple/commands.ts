@@ -5,15 +5,18 @@
  *
  * | command           | RequestType        | params                                         | refused when                                  |
  * |-------------------|--------------------|------------------------------------------------|-----------------------------------------------|
- * | lock              | DeviceLock         | pin (6 digits, macOS), message, phone_number   | user enrollment                               |
+ * | lock              | DeviceLock         | pin (6 digits, macOS), message, phone_number   | user enrollment on macOS; a pin on iOS        |
  * | wipe              | EraseDevice        | pin, preserve_data_plan, obliteration_behavior | user enrollment                               |
  * | restart           | RestartDevice      | notify_user (macOS)                            | not supervised and not macOS; user enrollment |
  * | device_info       | DeviceInformation  | queries (optional list)                        | —                                             |
  * | lost_mode_on/off  | Enable/DisableLostMode | message or phone_number, footnote          | not supervised; macOS; user enrollment        |
- * | clear_passcode    | ClearPasscode      | unlock_token (base64, filled in by the server) | macOS; user enrollment; no unlock token       |
+ * | clear_passcode    | ClearPasscode      | none: the escrowed UnlockToken is added at hand-out | macOS; user enrollment                   |
  * | install_profile   | InstallProfile     | payload (base64 .mobileconfig)                 | —                                             |
  * | remove_profile    | RemoveProfile      | identifier                                     | —                                             |
  * | profile_list      | ProfileList        | managed_only                                   | —                                             |
+ * | security_info     | SecurityInfo       | —                                              | —                                             |
+ * | installed_application_list | InstalledApplicationList | managed_apps_only                | —                                             |
+ * | shutdown          | ShutDownDevice     | —                                              | not supervised and not macOS; user enrollment |
  * | raw               | command.RequestType| command (a dict with RequestType)              | —                                             |
  *
  * `raw` values are JSON, so strings stay `<string>`: a value `{"$data": "<base64>"}` becomes `<data>`.
@@ -153,8 +156,10 @@ function commandFor(type: string, p: Params): Built {
     case 'lost_mode_off':
       return { command: { RequestType: 'DisableLostMode' } };
     case 'clear_passcode':
-      if (!isBase64(p.unlock_token)) return { refusal: invalid('clear_passcode needs the unlock token the device escrowed at TokenUpdate; none is on record') };
-      return { command: { RequestType: 'ClearPasscode', UnlockToken: Buffer.from(p.unlock_token, 'base64') } };
+      // The UnlockToken is a secret: it stays sealed in apple_devices and joins the plist only when the
+      // command is handed to the device (routes.ts), never in the stored command.
+      if (Object.keys(p).length > 0) return { refusal: invalid('clear_passcode takes no params; the server adds the UnlockToken the device escrowed') };
+      return { command: { RequestType: 'ClearPasscode' } };
     case 'install_profile':
       if (!isBase64(p.payload) || p.payload.length > PROFILE_MAX_BASE64) return { refusal: invalid('install_profile needs params.payload, a base64 .mobileconfig of at most 3 MiB') };
       return { command: { RequestType: 'InstallProfile', Payload: Buffer.from(p.payload, 'base64') } };
@@ -163,6 +168,13 @@ function commandFor(type: string, p: Params): Built {
         return { refusal: invalid('remove_profile needs params.identifier, the profile PayloadIdentifier') };
       }
       return { command: { RequestType: 'RemoveProfile', Identifier: p.identifier } };
+    case 'security_info':
+      return { command: { RequestType: 'SecurityInfo' } };
+    case 'installed_application_list':
+      if (p.managed_apps_only !== undefined && typeof p.managed_apps_only !== 'boolean') return { refusal: invalid('params.managed_apps_only must be true or false') };
+      return { command: dict({ RequestType: 'InstalledApplicationList', ManagedAppsOnly: p.managed_apps_only as boolean | undefined }) };
+    case 'shutdown':
+      return { command: { RequestType: 'ShutDownDevice' } };
     case 'profile_list':
       if (p.managed_only !== undefined && typeof p.managed_only !== 'boolean') return { refusal: invalid('params.managed_only must be true or false') };
       return { command: dict({ RequestType: 'ProfileList', ManagedOnly: p.managed_only as boolean | undefined }) };
@@ -184,16 +196,21 @@ function commandFor(type: string, p: Params): Built {
 }
 
 /** Mode and supervision rules; `undefined` when the device may run the command. */
-function modeRefusal(device: DeviceFacts, type: string): Permission | undefined {
+function modeRefusal(device: DeviceFacts, type: string, p: Params): Permission | undefined {
   const ue = device.mode === 'user_enrollment';
   const os = appleOsOf(device);
   switch (type) {
     case 'lock':
+      // DeviceLock's PIN is the Find My PIN of a Mac; an iPhone unlocks with its own passcode.
+      if (p.pin !== undefined && os === 'ios') return refuse('unsupported', 'a lock PIN exists only on macOS; an iOS device unlocks with its own passcode');
+      if (p.pin === undefined && os === 'macos') return invalid('locking a Mac needs params.pin, the 6-digit PIN that will unlock it');
+      return ue && os !== 'ios' ? refuse('management_mode', 'lock is not possible on a User Enrollment Mac') : undefined;
     case 'wipe':
       return ue ? refuse('management_mode', `${type} is not possible on a User Enrollment (personal) device`) : undefined;
     case 'restart':
-      if (ue) return refuse('management_mode', 'restart is not possible on a User Enrollment (personal) device');
-      return device.supervised || os === 'macos' ? undefined : refuse('management_mode', 'restart needs a supervised iOS device or a Mac');
+    case 'shutdown':
+      if (ue) return refuse('management_mode', `${type} is not possible on a User Enrollment (personal) device`);
+      return device.supervised || os === 'macos' ? undefined : refuse('management_mode', `${type} needs a supervised iOS device or a Mac`);
     case 'lost_mode_on':
     case 'lost_mode_off':
       if (ue) return refuse('management_mode', 'lost mode is not possible on a User Enrollment (personal) device');
@@ -233,7 +250,7 @@ export class AppleCommands implements PlatformCommands {
   permit(device: DeviceFacts, type: string, params: Params): Permission {
     const built = commandFor(type, params);
     if ('refusal' in built && built.refusal.allowed === false && built.refusal.code === 'command_not_permitted') return built.refusal;
-    const mode = modeRefusal(device, type);
+    const mode = modeRefusal(device, type, params);
     if (mode) return mode;
     if ('refusal' in built) return built.refusal;
     const effect = effectOf(device, type, params);

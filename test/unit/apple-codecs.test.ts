@@ -38,6 +38,7 @@ describe('decodeCheckin fixtures', () => {
     ],
     ['Authenticate.2.plist', { MessageType: 'Authenticate', UDID: MAC_UDID, Model: 'iMac14,2', OSVersion: '10.12.6', SerialNumber: 'C02LW984F8J2' }],
     ['TokenUpdate.1.plist', { MessageType: 'TokenUpdate', UDID: IPAD_UDID, Topic: TOPIC, PushMagic: '7F3A5B2C-9D1E-4F60-A7B8-C9D0E1F2A3B4', AwaitingConfiguration: false }],
+    ['TokenUpdate.2.plist', { MessageType: 'TokenUpdate', UDID: MAC_UDID, Topic: TOPIC, PushMagic: '2D9C1F0A-6B7E-4C3D-9E8F-1A2B3C4D5E6F', UnlockToken: undefined }],
     ['TokenUpdate.user.1.plist', { MessageType: 'TokenUpdate', UDID: MAC_UDID, UserID: MAC_USER, UserShortName: 'ada', UserLongName: 'Ada Lovelace', NotOnConsole: false }],
     ['CheckOut.1.plist', { MessageType: 'CheckOut', UDID: MAC_UDID, Topic: TOPIC }],
   ];
@@ -281,8 +282,9 @@ describe('AppleCommands.build', () => {
     expect(back.Command).toEqual({ RequestType: requestType, ...want });
   });
   it('clear_passcode and install_profile carry data', () => {
-    const clear = plist.parse(apple.build({ id: CMD_ID, type: 'clear_passcode', params: { unlock_token: UNLOCK } }, iphone)) as { CommandUUID: string; Command: { RequestType: string; UnlockToken: Buffer } };
-    expect([clear.CommandUUID, clear.Command.RequestType, clear.Command.UnlockToken.toString()]).toEqual([CMD_ID, 'ClearPasscode', 'unlock-token']);
+    // The UnlockToken is added only at hand-out (routes.ts), so the stored command holds no secret.
+    const clear = plist.parse(apple.build({ id: CMD_ID, type: 'clear_passcode', params: {} }, iphone)) as { CommandUUID: string; Command: Record<string, unknown> };
+    expect([clear.CommandUUID, clear.Command]).toEqual([CMD_ID, { RequestType: 'ClearPasscode' }]);
     const install = plist.parse(apple.build({ id: CMD_ID, type: 'install_profile', params: { payload: PROFILE } }, iphone)) as { Command: { RequestType: string; Payload: Buffer } };
     expect(install.Command.RequestType).toBe('InstallProfile');
     expect(install.Command.Payload.toString('base64')).toBe(PROFILE);
@@ -290,7 +292,7 @@ describe('AppleCommands.build', () => {
     expect(raw.Command.Blob.toString()).toBe('hi');
   });
   it('refuses to build unusable params', () => {
-    expect(() => apple.build({ id: CMD_ID, type: 'clear_passcode', params: {} }, iphone)).toThrow(expect.objectContaining({ code: 'invalid_params' }));
+    expect(() => apple.build({ id: CMD_ID, type: 'clear_passcode', params: { unlock_token: UNLOCK } }, iphone)).toThrow(expect.objectContaining({ code: 'invalid_params' }));
     expect(() => apple.build({ id: CMD_ID, type: 'teleport', params: {} }, iphone)).toThrow();
   });
 });
@@ -303,8 +305,11 @@ describe('AppleCommands.permit', () => {
   const lost = { message: 'Lost' };
   const cases: [string, string, Params, DeviceFacts, object][] = [
     ['iphone', 'lock', {}, iphone, ok],
-    ['iphone', 'lock', { pin: '12' }, iphone, bad],
-    ['byod', 'lock', {}, byod, mode],
+    ['iphone', 'lock', { pin: '123456' }, iphone, unsupported],
+    ['mac', 'lock', { pin: '12' }, mac, bad],
+    ['byod iphone', 'lock', {}, byod, ok],
+    ['byod mac', 'lock', { pin: '123456' }, { ...mac, mode: 'user_enrollment' }, mode],
+    ['mac', 'lock', {}, mac, bad],
     ['iphone', 'wipe', {}, iphone, ok],
     ['iphone', 'wipe', { obliteration_behavior: 'Sometimes' }, iphone, bad],
     ['byod', 'wipe', {}, byod, mode],
@@ -321,10 +326,16 @@ describe('AppleCommands.permit', () => {
     ['byod', 'lost_mode_on', lost, byod, mode],
     ['byod', 'lost_mode_off', {}, byod, mode],
     ['mac', 'lost_mode_on', lost, { ...mac, supervised: true }, unsupported],
-    ['iphone', 'clear_passcode', { unlock_token: UNLOCK }, iphone, ok],
-    ['iphone', 'clear_passcode', {}, iphone, bad],
-    ['byod', 'clear_passcode', { unlock_token: UNLOCK }, byod, mode],
-    ['mac', 'clear_passcode', { unlock_token: UNLOCK }, mac, unsupported],
+    ['iphone', 'clear_passcode', {}, iphone, ok],
+    ['iphone', 'clear_passcode', { unlock_token: UNLOCK }, iphone, bad],
+    ['byod', 'clear_passcode', {}, byod, mode],
+    ['mac', 'clear_passcode', {}, mac, unsupported],
+    ['iphone', 'shutdown', {}, iphone, mode],
+    ['supervised iphone', 'shutdown', {}, supervisedIphone, ok],
+    ['mac', 'shutdown', {}, mac, ok],
+    ['iphone', 'security_info', {}, iphone, ok],
+    ['iphone', 'installed_application_list', { managed_apps_only: true }, iphone, ok],
+    ['iphone', 'installed_application_list', { managed_apps_only: 'yes' }, iphone, bad],
     ['iphone', 'install_profile', { payload: PROFILE }, iphone, ok],
     ['byod', 'install_profile', { payload: PROFILE }, byod, ok],
     ['iphone', 'install_profile', { payload: 'not base64!' }, iphone, bad],
