@@ -5,6 +5,7 @@
 import type { Knex } from 'knex';
 import * as m001 from './001_foundation';
 import * as m002 from './002_android';
+import * as m003 from './003_apple';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,4 +15,5 @@ export interface Migration {
 export const migrations: ReadonlyArray<[name: string, migration: Migration]> = [
   ['001_foundation', m001],
   ['002_android', m002],
+  ['003_apple', m003],
 ];

@@ -37,7 +37,28 @@ export const SETTINGS = {
     schema: optionalString,
     doc: 'Header carrying the client certificate from a trusted proxy (RFC 9440 `Client-Cert` or URL-escaped PEM).',
   },
+  MOORING_CA_CERT: {
+    schema: optionalString,
+    doc: 'PEM file of an existing CA certificate to issue device identities with (with MOORING_CA_KEY). Unset: a CA is generated in MOORING_CERTS_DIR.',
+  },
+  MOORING_CA_KEY: { schema: optionalString, doc: 'PEM file (PKCS#8 or PKCS#1, RSA) of the private key of MOORING_CA_CERT.' },
+  MOORING_IDENTITY_DAYS: {
+    schema: z.coerce.number().int().min(1).max(825).default(365),
+    doc: 'Validity in days of device identity certificates (Apple SCEP, Windows enrollment).',
+  },
+  MOORING_APPLE_ROOT_PAYLOAD: {
+    schema: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+    doc: "Put the CA certificate in Apple enrollment profiles so devices trust the HTTPS server; `false` when devices see a publicly trusted certificate.",
+  },
+  MOORING_APPLE_USER_CHANNELS: {
+    schema: z.enum(['decline', 'accept']).default('decline'),
+    doc: 'macOS user channels: `decline` answers UserAuthenticate with 410 (device channel only); `accept` manages users too.',
+  },
   MOORING_APNS_URL: { schema: z.url().default('https://api.push.apple.com'), doc: 'APNs base URL (a local mock in tests).' },
+  MOORING_APNS_CA_FILE: {
+    schema: optionalString,
+    doc: 'PEM file of extra CAs to trust for the APNs connection (a TLS-inspecting egress proxy; a mock in tests). Unset: the system store.',
+  },
   MOORING_FCM_URL: { schema: z.url().default('https://fcm.googleapis.com'), doc: 'FCM base URL (a local mock in tests).' },
   MOORING_FCM_TOKEN_URL: {
     schema: z.url().default('https://oauth2.googleapis.com/token'),
@@ -113,7 +134,12 @@ export interface Config {
   embeddedPgPort: number;
   adminToken?: string;
   trustedProxyCertHeader?: string;
+  /** An existing CA to use instead of generating one (both files, or neither). */
+  caFiles?: { certFile: string; keyFile: string };
+  identityDays: number;
+  apple: { rootPayload: boolean; userChannels: 'decline' | 'accept' };
   apnsUrl: string;
+  apnsCaFile?: string;
   fcmUrl: string;
   fcmTokenUrl: string;
   fcmServiceAccountFile?: string;
@@ -150,8 +176,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     if (result.success) parsed[name] = result.data;
     else problems.push(`${name}: ${result.error.issues.map((i) => i.message).join('; ')} (got ${JSON.stringify(env[name])})`);
   }
-  if (problems.length) throw new ConfigError(problems);
   const e = parsed as Env;
+  if (Boolean(e.MOORING_CA_CERT) !== Boolean(e.MOORING_CA_KEY)) problems.push('MOORING_CA_CERT and MOORING_CA_KEY go together: set both or neither');
+  if (problems.length) throw new ConfigError(problems);
   return {
     publicUrl: new URL(e.MOORING_PUBLIC_URL),
     httpsPort: e.MOORING_HTTPS_PORT,
@@ -164,7 +191,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     embeddedPgPort: e.MOORING_EMBEDDED_PG_PORT,
     adminToken: e.MOORING_ADMIN_TOKEN,
     trustedProxyCertHeader: e.MOORING_TRUSTED_PROXY_CERT_HEADER?.toLowerCase(),
+    caFiles: e.MOORING_CA_CERT && e.MOORING_CA_KEY ? { certFile: path.resolve(e.MOORING_CA_CERT), keyFile: path.resolve(e.MOORING_CA_KEY) } : undefined,
+    identityDays: e.MOORING_IDENTITY_DAYS,
+    apple: { rootPayload: e.MOORING_APPLE_ROOT_PAYLOAD, userChannels: e.MOORING_APPLE_USER_CHANNELS },
     apnsUrl: e.MOORING_APNS_URL,
+    apnsCaFile: e.MOORING_APNS_CA_FILE ? path.resolve(e.MOORING_APNS_CA_FILE) : undefined,
     fcmUrl: e.MOORING_FCM_URL,
     fcmTokenUrl: e.MOORING_FCM_TOKEN_URL,
     fcmServiceAccountFile: e.MOORING_FCM_SERVICE_ACCOUNT,

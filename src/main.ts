@@ -24,10 +24,15 @@ import { PgPolicyStore } from './storage/policies';
 import { PgAndroidStore } from './storage/android';
 import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
+import { AppleCommands } from '../protocols/apple/commands';
+import { appleRouter } from '../protocols/apple/routes';
+import { PgAppleStore } from './storage/apple';
+import { PgPushCertificateStore } from './storage/push-certificates';
 import { WindowsCommands } from '../protocols/windows/commands';
 import { windowsRouter } from '../protocols/windows/routes';
 import { PgWindowsStore } from './storage/windows';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
+import { ApnsProvider, pushCertificateHealth, registerApnsCertificateGauge } from './push/apns';
 import { FcmProvider, loadServiceAccountFile } from './push/fcm';
 import { WnsProvider } from './push/wns';
 import { PushProviderRegistry } from './push/provider';
@@ -66,6 +71,8 @@ export interface Mooring {
   devices: PgDeviceStore;
   events: PgEventStore;
   tokens: PgTokenStore;
+  /** The APNs push certificate (Apple). */
+  pushCertificates: PgPushCertificateStore;
   /** Mooring's certificate authority (device identities, the HTTPS certificate). */
   ca: CertificateAuthority;
   app: express.Express;
@@ -103,9 +110,12 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const events = new PgEventStore(db);
     const tokens = new PgTokenStore(db);
     const dispatcher = new PushDispatcher(pushQueue);
-    const providers = opts.pushProviders ?? defaultPushProviders(config, logger);
+    const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
+    const pushCertificates = new PgPushCertificateStore(db, sealer);
+    registerApnsCertificateGauge(pushCertificates);
+    const providers = opts.pushProviders ?? defaultPushProviders(config, logger, pushCertificates);
     cleanup.unshift(() => providers.close());
-    const platforms = opts.platforms ?? new PlatformRegistry().register(new AndroidCommands()).register(new WindowsCommands());
+    const platforms = opts.platforms ?? new PlatformRegistry().register(new AppleCommands()).register(new AndroidCommands()).register(new WindowsCommands());
     const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
       defaultTtlSeconds: config.commandTtlSeconds,
       redeliverAfterSeconds: config.redeliverAfterSeconds,
@@ -114,10 +124,10 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     });
     const newAdminToken = await bootstrapAdminToken(tokens, db, config.adminToken);
 
-    const ca = await withDirLock(config.certsDir, () => loadOrCreateCa(config.certsDir, (msg) => logger.info(msg)));
+    const ca = await withDirLock(config.certsDir, () => loadOrCreateCa(config.certsDir, (msg) => logger.info(msg), config.caFiles));
     const policies = new PgPolicyStore(db);
-    const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
     const admin = adminRouter({
+      pushCertificates,
       db,
       androidDpc: androidDpcConfig(config),
       commands,
@@ -133,7 +143,21 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     });
     const android = new PgAndroidStore(db, tokens, handout);
     const windows = new PgWindowsStore(db, tokens, handout);
+    const apple = new PgAppleStore(db, tokens, sealer, handout);
     const deviceRouters = [
+      appleRouter({
+        apple,
+        commands,
+        platform: platforms.get('apple') ?? new AppleCommands(),
+        ca,
+        publicUrl: config.publicUrl,
+        pushTopic: async () => (await pushCertificates.summary('apple'))?.topic,
+        rootPayload: config.apple.rootPayload,
+        userChannels: config.apple.userChannels,
+        identityDays: config.identityDays,
+        trustedProxyCertHeader: config.trustedProxyCertHeader,
+        logger: logger.child({ component: 'apple' }),
+      }),
       androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() }),
       windowsRouter({
         windows,
@@ -143,12 +167,13 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         publicUrl: config.publicUrl,
         authPolicy: config.windows.authPolicy,
         pollMinutes: config.windows.pollMinutes,
+        identityDays: config.identityDays,
         trustedProxyCertHeader: config.trustedProxyCertHeader,
         wnsPackageFamilyName: config.wns.pfn,
         logger: logger.child({ component: 'windows' }),
       }),
     ];
-    const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues) });
+    const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues, pushCertificates) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {
@@ -163,6 +188,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       devices,
       events,
       tokens,
+      pushCertificates,
       ca,
       app,
       newAdminToken,
@@ -209,13 +235,21 @@ async function bootstrapAdminToken(tokens: PgTokenStore, db: Db, configured: str
   return secret;
 }
 
-async function readiness(db: Db, queues: QueueBackend): Promise<{ ok: boolean; checks: Record<string, string> }> {
+/** Ready when the database and the queue answer; the APNs certificate state is reported, not required (Apple is optional). */
+async function readiness(db: Db, queues: QueueBackend, pushCertificates: PgPushCertificateStore): Promise<{ ok: boolean; checks: Record<string, string> }> {
   const check = async (p: Promise<unknown>) =>
     Promise.race([p.then(() => 'ok'), new Promise<string>((resolve) => setTimeout(() => resolve('timeout'), 2000).unref())]).catch(
       (err: Error) => `error: ${err.message}`,
     );
-  const [database, queue] = await Promise.all([check(pingDb(db)), check(queues.ping())]);
-  return { ok: database === 'ok' && queue === 'ok', checks: { database, queue: `${queue} (${queues.kind})` } };
+  const [database, queue, apns] = await Promise.all([
+    check(pingDb(db)),
+    check(queues.ping()),
+    pushCertificateHealth(pushCertificates).then(
+      (h) => h.check,
+      (err: Error) => `error: ${err.message}`,
+    ),
+  ]);
+  return { ok: database === 'ok' && queue === 'ok', checks: { database, queue: `${queue} (${queues.kind})`, apns_certificate: apns } };
 }
 
 export interface Listeners {
@@ -288,8 +322,11 @@ function findUp(name: string): string {
 }
 
 /** Push providers for the platforms configured here: FCM when a service account is given. */
-function defaultPushProviders(config: Config, logger: Logger): PushProviderRegistry {
+function defaultPushProviders(config: Config, logger: Logger, pushCertificates: PgPushCertificateStore): PushProviderRegistry {
   const providers = new PushProviderRegistry();
+  // Always on: it reads the uploaded push certificate (none yet: each push fails with that reason).
+  const apnsCa = config.apnsCaFile ? [fs.readFileSync(config.apnsCaFile, 'utf8')] : undefined;
+  providers.register(new ApnsProvider({ certificates: pushCertificates, url: config.apnsUrl, ca: apnsCa }));
   if (config.fcmServiceAccountFile) {
     const serviceAccount = loadServiceAccountFile(config.fcmServiceAccountFile); // a clear error at start
     providers.register(new FcmProvider({ serviceAccount, fcmUrl: config.fcmUrl, tokenUrl: config.fcmTokenUrl }));

@@ -44,6 +44,8 @@ export interface WindowsRoutesDeps {
   publicUrl: URL;
   authPolicy: 'OnPremise' | 'Federated';
   pollMinutes: number;
+  /** Validity of the identity certificates issued at enrollment (MOORING_IDENTITY_DAYS). */
+  identityDays?: number;
   trustedProxyCertHeader?: string;
   /** WNS package family name: when set, devices without a push channel are asked to open one. */
   wnsPackageFamilyName?: string;
@@ -122,7 +124,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
         osVersion: request.context.OSVersion,
         deviceName: request.context.DeviceName,
         userPrincipalName: request.context.UserPrincipalName ?? (request.security.username || undefined),
-        issue: () => issueClientCertificate(deps.ca, csr, { commonName: deviceId }),
+        issue: () => issueClientCertificate(deps.ca, csr, { commonName: deviceId, days: deps.identityDays }),
       })
       .catch((err: unknown) => {
         throw isMooringError(err) && err.code !== 'internal_error' ? authenticationFault(err) : err;

@@ -3,8 +3,10 @@ import express, { Router } from 'express';
 import type { CommandService, PushScheduler } from '../core/commands';
 import type { Sealer } from '../pki/sealed';
 import type { PgPolicyStore } from '../storage/policies';
+import type { PgPushCertificateStore } from '../storage/push-certificates';
 import { policyRoutes } from './routes/policies';
 import { windowsRoutes } from './routes/windows';
+import { appleRoutes } from './routes/apple';
 import { provisioningRoutes, type ProvisioningDeps } from './routes/provisioning';
 import type { Db } from '../storage/db';
 import { notFoundHandler, requireJson } from '../http/problem';
@@ -21,6 +23,7 @@ export interface AdminDeps {
   androidDpc: ProvisioningDeps['dpc'];
   commands: CommandService;
   policies: PgPolicyStore;
+  pushCertificates: PgPushCertificateStore;
   pusher: PushScheduler;
   sealer: Sealer;
   devices: PgDeviceStore;
@@ -41,6 +44,7 @@ export function adminRouter(deps: AdminDeps): Router {
   policyRoutes(routes, deps);
   auditRoutes(routes, deps);
   windowsRoutes(routes, deps);
+  appleRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
   // Registered after the routes are described, so the document covers all of them; readable without a token.
   router.get('/openapi.json', (_req, res) => {

@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'token_expired'
   | 'token_revoked'
   | 'token_used_up'
+  | 'push_topic_mismatch'
   | 'not_ready'
   | 'internal_error';
 
@@ -58,6 +59,7 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   token_expired: 403,
   token_revoked: 403,
   token_used_up: 403,
+  push_topic_mismatch: 409,
   not_ready: 503,
   internal_error: 500,
 };

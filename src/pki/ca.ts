@@ -24,6 +24,8 @@ export interface CertificateAuthority {
   cert: x509.X509Certificate;
   certPem: string;
   keys: CryptoKeyPair;
+  /** The private key as PKCS#8 PEM, for the signers that take a native key (SCEP CertRep). */
+  keyPem: string;
 }
 
 export interface TlsMaterial {
@@ -34,14 +36,19 @@ export interface TlsMaterial {
   issued: boolean;
 }
 
-export async function loadOrCreateCa(certsDir: string, log: (msg: string) => void = () => {}): Promise<CertificateAuthority & { created: boolean }> {
+/**
+ * The CA: the one supplied by configuration (`supplied`, never written to), else the one in `certsDir`,
+ * else a new one created there.
+ */
+export async function loadOrCreateCa(
+  certsDir: string,
+  log: (msg: string) => void = () => {},
+  supplied?: { certFile: string; keyFile: string },
+): Promise<CertificateAuthority & { created: boolean }> {
+  if (supplied) return { ...(await loadCa(supplied.certFile, supplied.keyFile)), created: false };
   const certFile = path.join(certsDir, 'ca.crt');
   const keyFile = path.join(certsDir, 'ca.key');
-  if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
-    const cert = new x509.X509Certificate(fs.readFileSync(certFile, 'utf8'));
-    const keys = await importKeyPair(fs.readFileSync(keyFile, 'utf8'), cert);
-    return { cert, certPem: cert.toString('pem'), keys, created: false };
-  }
+  if (fs.existsSync(certFile) && fs.existsSync(keyFile)) return { ...(await loadCa(certFile, keyFile)), created: false };
   fs.mkdirSync(certsDir, { recursive: true, mode: 0o700 });
   log(`creating a new certificate authority in ${certsDir}`);
   const keys = (await crypto.webcrypto.subtle.generateKey(RSA, true, ['sign', 'verify'])) as CryptoKeyPair;
@@ -59,9 +66,30 @@ export async function loadOrCreateCa(certsDir: string, log: (msg: string) => voi
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  writeAtomic(keyFile, await exportKeyPem(keys.privateKey), 0o600);
+  const keyPem = await exportKeyPem(keys.privateKey);
+  writeAtomic(keyFile, keyPem, 0o600);
   writeAtomic(certFile, cert.toString('pem'));
-  return { cert, certPem: cert.toString('pem'), keys, created: true };
+  return { cert, certPem: cert.toString('pem'), keys, keyPem, created: true };
+}
+
+async function loadCa(certFile: string, keyFile: string): Promise<CertificateAuthority> {
+  let cert: x509.X509Certificate;
+  let keyPem: string;
+  try {
+    cert = new x509.X509Certificate(fs.readFileSync(certFile, 'utf8'));
+    // Through Node so PKCS#1 ("RSA PRIVATE KEY") files load as well as PKCS#8.
+    keyPem = crypto.createPrivateKey(fs.readFileSync(keyFile, 'utf8')).export({ type: 'pkcs8', format: 'pem' }).toString();
+  } catch (err) {
+    throw new Error(`cannot read the CA from ${certFile} and ${keyFile}: ${(err as Error).message}`);
+  }
+  const basic = cert.getExtension(x509.BasicConstraintsExtension);
+  if (basic && !basic.ca) throw new Error(`${certFile} is not a CA certificate (basicConstraints cA is false)`);
+  const keys = await importKeyPair(keyPem, cert);
+  const probe = Buffer.from('mooring');
+  if (!crypto.verify('sha256', probe, new crypto.X509Certificate(cert.toString('pem')).publicKey, crypto.sign('sha256', probe, keyPem))) {
+    throw new Error(`${keyFile} is not the private key of ${certFile}`);
+  }
+  return { cert, certPem: cert.toString('pem'), keys, keyPem };
 }
 
 /** The HTTPS server certificate for `hosts` (DNS names or IPs), issued by the CA if needed. */

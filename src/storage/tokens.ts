@@ -135,9 +135,16 @@ export class PgTokenStore {
    */
   async redeemEnrollmentToken(secret: string, platform: Platform, conn: Db = this.db): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));
-    const [row] = await usable(conn, hash, platform).increment('uses', 1).returning(ENROLLMENT_TOKEN_COLUMNS);
+    const [row] = await usable(conn, { token_hash: hash }, platform).increment('uses', 1).returning(ENROLLMENT_TOKEN_COLUMNS);
     if (row) return row as EnrollmentToken;
-    return refusal(conn, hash, platform);
+    return refusal(conn, { token_hash: hash }, platform);
+  }
+
+  /** `redeemEnrollmentToken` for a token known by id (a SCEP challenge made from it). */
+  async redeemEnrollmentTokenById(id: string, platform: Platform, conn: Db = this.db): Promise<EnrollmentToken> {
+    const [row] = await usable(conn, { id }, platform).increment('uses', 1).returning(ENROLLMENT_TOKEN_COLUMNS);
+    if (row) return row as EnrollmentToken;
+    return refusal(conn, { id }, platform);
   }
 
   /**
@@ -146,15 +153,17 @@ export class PgTokenStore {
    */
   async checkEnrollmentToken(secret: string, platform: Platform): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));
-    const row = (await usable(this.db, hash, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
-    return row ?? refusal(this.db, hash, platform);
+    const row = (await usable(this.db, { token_hash: hash }, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
+    return row ?? refusal(this.db, { token_hash: hash }, platform);
   }
 }
 
-/** Tokens with this digest that can still enroll a device. */
-function usable(conn: Db, hash: string, platform: Platform) {
+type TokenKey = { token_hash: string } | { id: string };
+
+/** Tokens with this digest (or id) that can still enroll a device. */
+function usable(conn: Db, key: TokenKey, platform: Platform) {
   return conn('enrollment_tokens')
-    .where({ token_hash: hash, platform })
+    .where({ ...key, platform })
     .whereNull('revoked_at')
     .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', conn.fn.now()))
     .where((w) => w.where('one_time', false).orWhere('uses', 0))
@@ -162,8 +171,8 @@ function usable(conn: Db, hash: string, platform: Platform) {
 }
 
 /** Why a token cannot be used, as a stable code. */
-async function refusal(conn: Db, hash: string, platform: Platform): Promise<never> {
-  const found = (await conn('enrollment_tokens').where({ token_hash: hash, platform }).first()) as EnrollmentToken | undefined;
+async function refusal(conn: Db, key: TokenKey, platform: Platform): Promise<never> {
+  const found = (await conn('enrollment_tokens').where({ ...key, platform }).first()) as EnrollmentToken | undefined;
   if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
   if (found.revoked_at) throw Errors.of('token_revoked', 'this enrollment token was revoked');
   if (found.expires_at && found.expires_at <= new Date()) throw Errors.of('token_expired', 'this enrollment token has expired');

@@ -1,0 +1,166 @@
+/**
+ * How an Apple device gets in: `GET /enroll/apple?token=T` hands out the signed enrollment profile with
+ * a fresh one-use SCEP challenge bound to T; `/scep` (RFC 8894) turns that challenge and the device's
+ * own key into its identity certificate. Refusals are a short human-readable page (profile) or a
+ * CertRep FAILURE with failInfo (SCEP), never a stack trace.
+ */
+import express, { type Request, type Response, type Router } from 'express';
+import { isMooringError } from '../../src/core/errors';
+import { signAttached } from '../../src/pki/cms';
+import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
+import type { AppleRoutesDeps } from './routes';
+import { buildEnrollmentProfile } from './profile';
+import { buildCertRep, caCapsText, caCertResponse, certRepEncryption, parsePkiMessage, ScepError, type ScepFailInfo, type ScepRequest } from './scep';
+
+export const SCEP_BODY_LIMIT = 256 * 1024;
+const PKI_MESSAGE = 'application/x-pki-message';
+
+const REFUSALS: Record<string, { title: string; text: string }> = {
+  token_expired: { title: 'This enrollment link has expired', text: 'Ask your administrator for a new enrollment link.' },
+  token_revoked: { title: 'This enrollment link was withdrawn', text: 'Ask your administrator for a new enrollment link.' },
+  token_used_up: { title: 'This enrollment link has already been used', text: 'Each link enrolls a limited number of devices. Ask your administrator for a new one.' },
+  enrollment_token_not_found: { title: 'This enrollment link is not valid', text: 'Check that you opened the whole link, or ask your administrator for a new one.' },
+};
+
+export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
+  const caDer = Buffer.from(deps.ca.cert.rawData);
+
+  router.get('/enroll/apple', async (req, res) => {
+    const token = typeof req.query.token === 'string' ? req.query.token : '';
+    if (!token) return void page(res, 400, 'No enrollment token', 'Open the enrollment link exactly as your administrator sent it.');
+    const topic = await deps.pushTopic();
+    if (!topic) {
+      deps.logger.warn('an Apple enrollment profile was asked for, but no APNs push certificate is uploaded');
+      return void page(res, 503, 'Apple enrollment is not set up yet', 'The server has no Apple push certificate. Your administrator must upload one first.');
+    }
+    let challenge: string;
+    try {
+      ({ challenge } = await deps.apple.newChallenge(token));
+    } catch (err) {
+      const refusal = isMooringError(err) ? REFUSALS[err.code] : undefined;
+      if (!refusal) throw err;
+      deps.logger.info({ code: (err as { code: string }).code }, 'Apple enrollment profile refused');
+      return void page(res, 403, refusal.title, refusal.text);
+    }
+    const profile = buildEnrollmentProfile({
+      baseUrl: deps.publicUrl.origin + deps.publicUrl.pathname,
+      topic,
+      challenge,
+      rootCertDer: deps.rootPayload ? caDer : undefined,
+    });
+    const signed = await signAttached(Buffer.from(profile.plist, 'utf8'), { certPem: deps.ca.certPem, privateKey: deps.ca.keys.privateKey });
+    res
+      .status(200)
+      .type('application/x-apple-aspen-config')
+      .set('Content-Disposition', 'attachment; filename="enroll.mobileconfig"')
+      .set('Cache-Control', 'no-store')
+      .send(signed);
+  });
+
+  const rawParser = express.raw({ type: () => true, limit: SCEP_BODY_LIMIT });
+  const scep = async (req: Request, res: Response) => {
+    const operation = typeof req.query.operation === 'string' ? req.query.operation : '';
+    switch (operation) {
+      case 'GetCACaps':
+        return void res.status(200).type('text/plain').send(caCapsText());
+      case 'GetCACert': {
+        const { contentType, body } = caCertResponse(deps.ca);
+        // Exactly the type, no charset: some SCEP clients compare the whole header.
+        return void res.status(200).set('Content-Type', contentType).send(body);
+      }
+      case 'PKIOperation': {
+        const der = req.method === 'GET' ? messageParam(req) : await readScepBody(rawParser, req, res);
+        if (!der || der.length === 0) return void res.status(400).type('text/plain').send('PKIOperation needs a pkiMessage');
+        return void (await pkiOperation(deps, der, res));
+      }
+      default:
+        return void res.status(400).type('text/plain').send('unknown or missing operation');
+    }
+  };
+  router.get('/scep', scep);
+  router.post('/scep', scep);
+}
+
+function messageParam(req: Request): Buffer | undefined {
+  const m = req.query.message;
+  if (typeof m !== 'string' || m.length === 0) return undefined;
+  // base64 with '+' turned into ' ' by a client that did not escape it.
+  return Buffer.from(m.replace(/ /g, '+'), 'base64');
+}
+
+function readScepBody(parser: express.RequestHandler, req: Request, res: Response): Promise<Buffer | undefined> {
+  return new Promise((resolve) => parser(req, res, (err?: unknown) => resolve(err || !Buffer.isBuffer(req.body) ? undefined : req.body)));
+}
+
+async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: Response): Promise<void> {
+  const ca = { certPem: deps.ca.certPem, privateKeyPem: deps.ca.keyPem };
+  let request: ScepRequest;
+  try {
+    request = await parsePkiMessage(der, ca);
+  } catch (err) {
+    if (!(err instanceof ScepError)) throw err;
+    deps.logger.info({ reason: err.message, failInfo: err.failInfo }, 'SCEP request refused');
+    if (!err.replyTo) return void res.status(400).type('text/plain').send('not a SCEP pkiMessage');
+    return sendCertRep(res, await failure(deps, err.replyTo, err.failInfo));
+  }
+  const refuse = async (failInfo: ScepFailInfo, reason: string) => {
+    deps.logger.info({ reason, failInfo, transactionId: request.transactionId }, 'SCEP request refused');
+    sendCertRep(res, await failure(deps, request, failInfo));
+  };
+
+  let csr: Awaited<ReturnType<typeof readCsr>>;
+  try {
+    csr = await readCsr(request.csrDer);
+  } catch (err) {
+    return refuse('badMessageCheck', (err as Error).message);
+  }
+  const issue = () =>
+    issueClientCertificate(deps.ca, csr, { commonName: `Apple device ${request.transactionId.slice(0, 16)}`, days: deps.identityDays });
+  let outcome;
+  if (request.messageType === 'RenewalReq') {
+    const signer = verifyClientCertificate(request.signerCertDer, deps.ca.certPem);
+    if (!signer.ok) return refuse('badRequest', `renewal signer: ${signer.reason}`);
+    outcome = await deps.apple.issueRenewal(signer.sha256, issue);
+  } else {
+    outcome = await deps.apple.issueForChallenge(request.challengePassword, issue);
+  }
+  if (!outcome.ok || !outcome.certificate) return refuse('badRequest', outcome.ok ? 'no certificate' : outcome.reason);
+  const reply = await buildCertRep({
+    ca,
+    transactionId: request.transactionId,
+    recipientNonce: request.senderNonce,
+    status: 'SUCCESS',
+    issuedCertDer: outcome.certificate.der,
+    recipientCertDer: request.signerCertDer,
+    encryption: certRepEncryption(request.encryption),
+  });
+  sendCertRep(res, reply);
+}
+
+function failure(deps: AppleRoutesDeps, to: { transactionId: string; senderNonce: Buffer; signerCertDer: Buffer }, failInfo: ScepFailInfo): Promise<Buffer> {
+  return buildCertRep({
+    ca: { certPem: deps.ca.certPem, privateKeyPem: deps.ca.keyPem },
+    transactionId: to.transactionId,
+    recipientNonce: to.senderNonce,
+    status: 'FAILURE',
+    failInfo,
+    recipientCertDer: to.signerCertDer,
+    encryption: 'aes256',
+  });
+}
+
+function sendCertRep(res: Response, der: Buffer): void {
+  res.status(200).set('Content-Type', PKI_MESSAGE).send(der);
+}
+
+function page(res: Response, status: number, title: string, text: string): void {
+  const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  res
+    .status(status)
+    .type('html')
+    .set('Cache-Control', 'no-store')
+    .send(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
+        `<title>${esc(title)}</title></head><body><main><h1>${esc(title)}</h1><p>${esc(text)}</p></main></body></html>`,
+    );
+}

@@ -1,0 +1,299 @@
+/**
+ * Apple device endpoints (CONTRACTS.md section 1, Apple):
+ *   GET      /enroll/apple?token=T   the signed enrollment profile (enrollment.ts)
+ *   GET,POST /scep                   SCEP, RFC 8894 (enrollment.ts)
+ *   PUT      /mdm/checkin            check-in messages
+ *   PUT      /mdm/connect            command reports; the answer is the next command or an empty body
+ *
+ * Every MDM request is authenticated by its `Mdm-Signature` (detached CMS over the exact body) or by a
+ * client certificate, and that certificate must be the one bound to the channel at Authenticate.
+ * Failures answer 400 with a short text, never 401: a 401 makes a device drop its enrollment.
+ * Like NanoMDM, both MDM URLs take either kind of message, told apart by Content-Type.
+ */
+import express, { Router, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import type { CommandService } from '../../src/core/commands';
+import { isMooringError } from '../../src/core/errors';
+import type { PlatformCommands } from '../../src/core/platforms';
+import type { Command, Json } from '../../src/core/types';
+import { clientCertificate } from '../../src/http/client-cert';
+import type { CertificateAuthority } from '../../src/pki/ca';
+import { verifyDetachedSignature } from '../../src/pki/cms';
+import { verifyClientCertificate } from '../../src/pki/issue';
+import type { AppleChannel, PgAppleStore } from '../../src/storage/apple';
+import {
+  CheckinError,
+  declarativeDataOf,
+  decodeCheckin,
+  encodeDeclarativeTokens,
+  encodeGetBootstrapTokenResponse,
+  encodeUserAuthenticateChallenge,
+  resolveEnrollment,
+  UnknownMessageTypeError,
+  type CheckinMessage,
+  type DeclarativeManagementMessage,
+} from './checkin';
+import { toJson } from './commands';
+import { enrollmentRoutes } from './enrollment';
+import { decodePlistDict, encodePlist, isPlistError, type PlistDict } from './plist';
+import { decodeReport, ReportError, reportsOnCommand, type CommandReport } from './report';
+
+export const MDM_BODY_LIMIT = 1024 * 1024;
+const CHECKIN_TYPE = 'application/x-apple-aspen-mdm-checkin';
+
+export interface AppleRoutesDeps {
+  apple: PgAppleStore;
+  commands: CommandService;
+  platform: PlatformCommands;
+  ca: CertificateAuthority;
+  publicUrl: URL;
+  /** The APNs topic of the active push certificate; undefined while none is uploaded. */
+  pushTopic(): Promise<string | undefined>;
+  rootPayload: boolean;
+  userChannels: 'decline' | 'accept';
+  identityDays: number;
+  trustedProxyCertHeader?: string;
+  logger: Logger;
+}
+
+/** A refusal the device gets as `status` with a short text; `reason` goes to the log. */
+class MdmRefusal extends Error {
+  constructor(
+    readonly status: 400 | 404 | 410,
+    readonly reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+export function appleRouter(deps: AppleRoutesDeps): Router {
+  const router = Router();
+  enrollmentRoutes(router, deps);
+
+  const rawParser = express.raw({ type: () => true, limit: MDM_BODY_LIMIT });
+  const mdm = (kind: 'checkin' | 'connect') => async (req: Request, res: Response) => {
+    try {
+      const body = await readBody(rawParser, req, res);
+      const isCheckin = req.is(CHECKIN_TYPE) === CHECKIN_TYPE || (kind === 'checkin' && !req.is('application/x-apple-aspen-mdm'));
+      const certSha256 = await authenticate(deps, req, body);
+      const reply = isCheckin ? await checkin(deps, body, certSha256) : await connect(deps, body, certSha256);
+      if (reply.length === 0) return void res.status(200).end();
+      res.status(200).type(reply.json ? 'application/json' : 'application/xml; charset=utf-8').send(reply.body);
+    } catch (err) {
+      const refusal = asRefusal(err);
+      if (!refusal) throw err;
+      deps.logger.info({ reason: refusal.reason, path: req.path, status: refusal.status }, 'Apple MDM request refused');
+      res.status(refusal.status).type('text/plain').send(refusal.status === 410 ? 'Gone' : 'Bad Request');
+    }
+  };
+  for (const method of ['put', 'post'] as const) {
+    router[method]('/mdm/checkin', mdm('checkin'));
+    router[method]('/mdm/connect', mdm('connect'));
+  }
+  return router;
+}
+
+type Reply = { body: Buffer; json?: boolean; length: number };
+const EMPTY: Reply = { body: Buffer.alloc(0), length: 0 };
+const replyOf = (body: Buffer, json = false): Reply => ({ body, json, length: body.length });
+
+function readBody(parser: express.RequestHandler, req: Request, res: Response): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    parser(req, res, (err?: unknown) => {
+      if (err) return reject(new MdmRefusal(400, `unreadable body: ${(err as Error).message}`));
+      if (!Buffer.isBuffer(req.body) || req.body.length === 0) return reject(new MdmRefusal(400, 'empty body'));
+      resolve(req.body);
+    });
+  });
+}
+
+/** The SHA-256 of the device's certificate: from Mdm-Signature, else the TLS or proxy client certificate. */
+async function authenticate(deps: AppleRoutesDeps, req: Request, body: Buffer): Promise<string> {
+  const signature = req.headers['mdm-signature'];
+  if (typeof signature === 'string' && signature.length > 0) {
+    const verdict = await verifyDetachedSignature(signature, body, { caPem: deps.ca.certPem });
+    if (!verdict.ok) throw new MdmRefusal(400, `Mdm-Signature: ${verdict.reason}`);
+    return verdict.sha256;
+  }
+  const der = clientCertificate(req, deps.trustedProxyCertHeader);
+  if (!der) throw new MdmRefusal(400, 'no Mdm-Signature and no client certificate');
+  const verdict = verifyClientCertificate(der, deps.ca.certPem);
+  if (!verdict.ok) throw new MdmRefusal(400, `client certificate: ${verdict.reason}`);
+  return verdict.sha256;
+}
+
+function asRefusal(err: unknown): MdmRefusal | undefined {
+  if (err instanceof MdmRefusal) return err;
+  if (isPlistError(err) || err instanceof CheckinError || err instanceof ReportError) return new MdmRefusal(400, err.message);
+  if (isMooringError(err) && err.status < 500) return new MdmRefusal(400, err.message);
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Check-in
+
+async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
+  let msg: CheckinMessage;
+  try {
+    msg = decodeCheckin(body);
+  } catch (err) {
+    if (err instanceof UnknownMessageTypeError) throw new MdmRefusal(400, err.message);
+    throw err;
+  }
+  const channel = resolveEnrollment(msg);
+  switch (msg.MessageType) {
+    case 'Authenticate': {
+      if (channel.channel !== 'device') throw new MdmRefusal(400, 'Authenticate on a user channel');
+      const f = msg;
+      await deps.apple.authenticate({
+        channelKey: channel.id,
+        certSha256,
+        udid: f.UDID,
+        userEnrollment: channel.type === 'UserEnrollmentDevice',
+        serial: f.SerialNumber,
+        model: f.ProductName ?? f.Model,
+        modelName: f.ModelName,
+        deviceName: f.DeviceName,
+        osVersion: f.OSVersion,
+        buildVersion: f.BuildVersion,
+        imei: f.IMEI,
+        topic: f.Topic,
+      });
+      return EMPTY;
+    }
+    case 'TokenUpdate': {
+      const done = await deps.apple.tokenUpdate({
+        channelKey: channel.id,
+        parentKey: channel.parentId,
+        channelType: channel.channel,
+        certSha256,
+        topic: msg.Topic,
+        pushMagic: msg.PushMagic,
+        token: msg.Token,
+        unlockToken: msg.UnlockToken,
+      });
+      if (!done) throw new MdmRefusal(400, `TokenUpdate for ${channel.id} with a certificate not bound to it (or not authenticated)`);
+      return EMPTY;
+    }
+    case 'UserAuthenticate': {
+      await identified(deps, channel.parentId, channel.parentId, certSha256);
+      if (deps.userChannels === 'decline') throw new MdmRefusal(410, 'user channels are declined (MOORING_APPLE_USER_CHANNELS=decline)');
+      // No digest authentication: an empty challenge first, then the user is accepted.
+      return msg.DigestResponse === undefined ? replyOf(encodeUserAuthenticateChallenge()) : EMPTY;
+    }
+    default:
+      break;
+  }
+  const known = await identified(deps, channel.id, channel.parentId, certSha256);
+  switch (msg.MessageType) {
+    case 'CheckOut':
+      await deps.apple.checkOut(known, channel.channel);
+      return EMPTY;
+    case 'SetBootstrapToken':
+      await deps.apple.setBootstrapToken(known.device_id, msg.BootstrapToken);
+      return EMPTY;
+    case 'GetBootstrapToken':
+      return replyOf(encodeGetBootstrapTokenResponse(await deps.apple.bootstrapToken(known.device_id)));
+    case 'DeclarativeManagement':
+      return declarative(deps, known, msg);
+    case 'GetToken':
+      throw new MdmRefusal(400, `GetToken (${msg.TokenServiceType}) is not offered by this server`);
+    default:
+      throw new MdmRefusal(400, `unexpected ${(msg as CheckinMessage).MessageType}`);
+  }
+}
+
+async function identified(deps: AppleRoutesDeps, channelKey: string, parentKey: string, certSha256: string): Promise<AppleChannel> {
+  const known = await deps.apple.identify(channelKey, parentKey, certSha256);
+  if (!known) throw new MdmRefusal(400, `no channel ${channelKey} bound to this certificate`);
+  if (known.status === 'unenrolled') throw new MdmRefusal(400, `channel ${channelKey} is unenrolled`);
+  return known;
+}
+
+/** No declarations are published yet: a stable token for the empty set, empty items, status kept. */
+const EMPTY_DECLARATIONS_TOKEN = 'mooring-empty-v1';
+const EMPTY_DECLARATIONS_SINCE = new Date('2026-01-01T00:00:00Z');
+
+async function declarative(deps: AppleRoutesDeps, channel: AppleChannel, msg: DeclarativeManagementMessage): Promise<Reply> {
+  switch (msg.Endpoint) {
+    case 'tokens':
+      return replyOf(encodeDeclarativeTokens(EMPTY_DECLARATIONS_TOKEN, EMPTY_DECLARATIONS_SINCE), true);
+    case 'declaration-items':
+      return replyOf(
+        Buffer.from(JSON.stringify({ Declarations: { Activations: [], Configurations: [], Assets: [], Management: [] }, DeclarationsToken: EMPTY_DECLARATIONS_TOKEN })),
+        true,
+      );
+    case 'status': {
+      const status = declarativeDataOf(msg);
+      if (status === undefined) throw new MdmRefusal(400, 'a status report without Data');
+      await deps.apple.recordDeclarativeStatus(channel.device_id, status as Json);
+      return EMPTY;
+    }
+    default:
+      throw new MdmRefusal(404, `no declaration at ${msg.Endpoint}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Command reports and hand-out
+
+async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
+  const report = decodeReport(body);
+  const channel = await identified(deps, report.enrollment.id, report.enrollment.parentId, certSha256);
+  if (reportsOnCommand(report)) {
+    const outcome = deps.platform.parseResult(report);
+    const { changed } = await deps.commands.report(channel.enrollment_id, report.commandUuid, outcome);
+    if (changed && report.status === 'Acknowledged') await recordInventory(deps, channel, report);
+  }
+  // A command the device put off (NotNow) comes back at its next Idle, the start of a session, and
+  // not again within this one: the device re-polls on its own only if NotNow was its last word.
+  const skipNotNow = report.status !== 'Idle';
+  for (;;) {
+    const next = await deps.commands.next(channel.enrollment_id, { skipNotNow });
+    if (!next) return EMPTY;
+    const payload = await payloadFor(deps, channel, next);
+    if (payload) return replyOf(Buffer.from(payload, 'utf8'));
+  }
+}
+
+/**
+ * The plist to hand out. ClearPasscode gets the escrowed UnlockToken only now, so it never sits in a
+ * command row; without one the command fails here and the next one is handed out instead.
+ */
+async function payloadFor(deps: AppleRoutesDeps, channel: AppleChannel, command: Command): Promise<string | undefined> {
+  if (command.type !== 'clear_passcode') return command.payload;
+  const unlockToken = await deps.apple.unlockToken(channel.device_id);
+  if (!unlockToken) {
+    await deps.commands.report(channel.enrollment_id, command.id, {
+      status: 'error',
+      error: { status: 'NoUnlockToken', detail: 'the device never escrowed an UnlockToken (TokenUpdate), so its passcode cannot be cleared' },
+    });
+    return undefined;
+  }
+  const plist = decodePlistDict(command.payload);
+  (plist.Command as PlistDict).UnlockToken = unlockToken;
+  return encodePlist(plist);
+}
+
+/** DeviceInformation, SecurityInfo and ProfileList answers update the device's inventory. */
+async function recordInventory(deps: AppleRoutesDeps, channel: AppleChannel, report: CommandReport): Promise<void> {
+  const f = report.fields;
+  const inventory: Record<string, Json> = {};
+  const facts: Parameters<PgAppleStore['recordInventory']>[2] = {};
+  const q = f.QueryResponses;
+  if (q && typeof q === 'object' && !Array.isArray(q) && !Buffer.isBuffer(q) && !(q instanceof Date)) {
+    const answers = q as PlistDict;
+    inventory.device_information = toJson(answers);
+    const text = (k: string) => (typeof answers[k] === 'string' && answers[k] ? (answers[k] as string) : undefined);
+    if (text('DeviceName')) facts.name = text('DeviceName');
+    if (text('SerialNumber')) facts.serial_number = text('SerialNumber');
+    if (text('ProductName')) facts.model = text('ProductName');
+    if (text('OSVersion')) facts.os_version = text('OSVersion');
+    if (text('IMEI')) facts.imei = text('IMEI');
+    if (typeof answers.IsSupervised === 'boolean') facts.supervised = answers.IsSupervised;
+  }
+  if (f.SecurityInfo !== undefined) inventory.security_info = toJson(f.SecurityInfo);
+  if (Array.isArray(f.ProfileList)) inventory.profiles = toJson(f.ProfileList);
+  if (Object.keys(inventory).length === 0) return;
+  await deps.apple.recordInventory(channel.device_id, inventory, facts);
+}

@@ -1,0 +1,341 @@
+/**
+ * Apple enrollments: SCEP challenges (one per profile download, bound to an enrollment token), the
+ * identity certificates SCEP issues, and the check-in lifecycle of a channel: Authenticate binds the
+ * certificate to the channel (pending), TokenUpdate stores the push trifecta (enrolled), CheckOut
+ * ends it. Escrowed secrets (UnlockToken, BootstrapToken) are sealed before they reach a row.
+ *
+ * The binding rule (research notes apple-mdm.md §1.3): a certificate is bound to one device channel at
+ * Authenticate; every later message must come with that same certificate, and user channels with the
+ * certificate of their device channel. No other rule decides which queue a request may read.
+ */
+import crypto from 'node:crypto';
+import type pg from 'pg';
+import { Errors } from '../core/errors';
+import type { Device, Enrollment, Json } from '../core/types';
+import type { IssuedCertificate } from '../pki/issue';
+import type { Sealer } from '../pki/sealed';
+import { cancelOpenCommands } from './commands';
+import type { Db } from './db';
+import { eventRow } from './events';
+import type { EnrollmentToken, PgTokenStore } from './tokens';
+
+/** How long a profile's SCEP challenge stays good (at most; never past the token's own expiry). */
+export const CHALLENGE_TTL_MS = 24 * 3600 * 1000;
+
+export interface AppleChannel {
+  enrollment_id: string;
+  device_id: string;
+  status: Enrollment['status'];
+}
+
+export interface AuthenticateInput {
+  /** The enrollment id (UDID, or EnrollmentID for User Enrollment). */
+  channelKey: string;
+  certSha256: string;
+  udid?: string;
+  userEnrollment: boolean;
+  serial?: string;
+  model?: string;
+  modelName?: string;
+  deviceName?: string;
+  osVersion?: string;
+  buildVersion?: string;
+  imei?: string;
+  topic?: string;
+}
+
+export interface TokenUpdateInput {
+  channelKey: string;
+  /** The device channel's key (the same as channelKey for a device channel). */
+  parentKey: string;
+  channelType: 'device' | 'user';
+  certSha256: string;
+  topic: string;
+  pushMagic: string;
+  token: Buffer;
+  unlockToken?: Buffer;
+}
+
+export type ScepIssueResult = { ok: true; token: EnrollmentToken } | { ok: false; reason: string };
+
+const IDENTIFY = `
+  WITH ch AS (
+    SELECT e.id, e.device_id, e.status
+      FROM enrollments e
+      JOIN enrollments p ON p.platform = 'apple' AND p.channel_key = $2 AND p.cert_sha256 = $3 AND p.device_id = e.device_id
+     WHERE e.platform = 'apple' AND e.channel_key = $1
+  ), seen AS (
+    UPDATE enrollments SET last_seen_at = now() WHERE id = (SELECT id FROM ch)
+  ), dev AS (
+    UPDATE devices SET last_seen_at = now() WHERE id = (SELECT device_id FROM ch)
+  )
+  SELECT id AS enrollment_id, device_id, status FROM ch`;
+
+const hashChallenge = (challenge: string) => crypto.createHash('sha256').update(challenge, 'utf8').digest('hex');
+
+export class PgAppleStore {
+  constructor(
+    private readonly db: Db,
+    private readonly tokens: PgTokenStore,
+    private readonly sealer: Sealer,
+    /** Per-request bookkeeping runs on the hand-out pool (asynchronous commit): see createHandoutPool. */
+    private readonly handout: pg.Pool,
+  ) {}
+
+  // ---- enrollment profile and SCEP ----
+
+  /** Checks the token (no use spent) and makes a one-use SCEP challenge bound to it. */
+  async newChallenge(tokenSecret: string): Promise<{ challenge: string; token: EnrollmentToken }> {
+    const token = await this.tokens.checkEnrollmentToken(tokenSecret, 'apple');
+    const challenge = crypto.randomBytes(24).toString('base64url');
+    const ttlEnd = Date.now() + CHALLENGE_TTL_MS;
+    const expires = token.expires_at && token.expires_at.getTime() < ttlEnd ? token.expires_at : new Date(ttlEnd);
+    await this.db('scep_challenges').insert({ challenge_hash: hashChallenge(challenge), enrollment_token_id: token.id, expires_at: expires });
+    return { challenge, token };
+  }
+
+  /**
+   * A PKCSReq: the challenge must be live and unused; the certificate is made outside the transaction,
+   * then the challenge and one use of its token are spent and the certificate recorded, all or nothing.
+   */
+  async issueForChallenge(challenge: string | undefined, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
+    if (!challenge) return { ok: false, reason: 'no challenge password in the request' };
+    const hash = hashChallenge(challenge);
+    const live = await this.db('scep_challenges').where({ challenge_hash: hash }).whereNull('used_at').where('expires_at', '>', this.db.fn.now()).first('enrollment_token_id');
+    if (!live) return { ok: false, reason: 'unknown, used or expired challenge' };
+    const certificate = await issue();
+    try {
+      return await this.db.transaction(async (trx) => {
+        const [spent] = await trx('scep_challenges')
+          .where({ challenge_hash: hash })
+          .whereNull('used_at')
+          .where('expires_at', '>', trx.fn.now())
+          .update({ used_at: trx.fn.now() })
+          .returning('enrollment_token_id');
+        if (!spent) return { ok: false as const, reason: 'the challenge was used meanwhile' };
+        const token = await this.tokens.redeemEnrollmentTokenById(spent.enrollment_token_id as string, 'apple', trx);
+        await trx('issued_certificates').insert(certificateRow(certificate, token.id));
+        await trx('events').insert(eventRow({ type: 'apple.identity_issued', actor: `enrollment_token:${token.id}`, data: { serial: certificate.serial } }));
+        return { ok: true as const, token, certificate };
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'token_revoked' || code === 'token_expired' || code === 'token_used_up' || code === 'enrollment_token_not_found') {
+        return { ok: false, reason: `enrollment token: ${code}` };
+      }
+      throw err;
+    }
+  }
+
+  /** A RenewalReq signed by a live identity of ours: the new certificate inherits its token and device. */
+  async issueRenewal(signerSha256: string, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
+    const current = await this.db('issued_certificates')
+      .where({ sha256: signerSha256, purpose: 'device_identity' })
+      .whereNull('revoked_at')
+      .first('enrollment_token_id', 'device_id', 'enrollment_id');
+    if (!current) return { ok: false, reason: 'the renewal is not signed by an identity this server issued' };
+    const certificate = await issue();
+    await this.db('issued_certificates').insert({
+      ...certificateRow(certificate, current.enrollment_token_id as string | null),
+      device_id: current.device_id,
+      enrollment_id: current.enrollment_id,
+    });
+    const token = current.enrollment_token_id ? await this.tokens.getEnrollmentToken(current.enrollment_token_id as string) : undefined;
+    return token ? { ok: true, token, certificate } : { ok: false, reason: 'the enrollment token of this identity is gone' };
+  }
+
+  // ---- check-in lifecycle ----
+
+  /**
+   * Authenticate: the certificate must be one SCEP issued and not bound to any other channel. The
+   * device is created or updated as pending, the channel bound to the certificate, its unanswered
+   * commands and escrowed secrets dropped (a re-enrollment starts clean).
+   */
+  async authenticate(input: AuthenticateInput): Promise<{ device: Device; enrollment: Enrollment; reenrolled: boolean }> {
+    return this.db.transaction(async (trx) => {
+      const cert = await trx('issued_certificates')
+        .where({ sha256: input.certSha256, purpose: 'device_identity' })
+        .whereNull('revoked_at')
+        .first('id', 'enrollment_token_id', 'enrollment_id');
+      if (!cert) throw Errors.of('invalid_params', 'the identity certificate was not issued by this server through SCEP');
+      // A certificate serves one device: refused if any other device channel holds it.
+      const boundElsewhere = await trx('enrollments')
+        .where({ cert_sha256: input.certSha256, channel_type: 'device' })
+        .whereRaw('NOT (platform = ? AND channel_key = ?)', ['apple', input.channelKey])
+        .first('id');
+      if (boundElsewhere) throw Errors.of('invalid_params', 'this identity certificate belongs to another device');
+      const token = cert.enrollment_token_id ? await this.tokens.getEnrollmentToken(cert.enrollment_token_id as string) : undefined;
+
+      const existing = await trx<Enrollment>('enrollments').where({ platform: 'apple', channel_key: input.channelKey }).first();
+      const facts = {
+        platform: 'apple',
+        status: 'pending',
+        mode: input.userEnrollment ? 'user_enrollment' : 'device',
+        udid: input.udid ?? null,
+        hardware_id: input.udid ? null : input.channelKey,
+        serial_number: input.serial ?? null,
+        imei: input.imei ?? null,
+        model: input.model ?? null,
+        manufacturer: 'Apple',
+        os_version: input.osVersion ?? null,
+        name: input.deviceName ?? null,
+        updated_at: trx.fn.now(),
+        last_seen_at: trx.fn.now(),
+        ...(token
+          ? { ownership: input.userEnrollment ? 'personal' : token.ownership, user_ref: token.user_ref, policy_id: token.policy_id }
+          : {}),
+      };
+      let device: Device;
+      let enrollment: Enrollment;
+      // A device known by its UDID (an earlier enrollment whose channel row was removed) is reused too.
+      const deviceId = existing?.device_id ?? (input.udid ? ((await trx('devices').where({ platform: 'apple', udid: input.udid }).first('id'))?.id as string | undefined) : undefined);
+      if (deviceId) {
+        [device] = await trx('devices').where({ id: deviceId }).update(facts).returning('*');
+        await cancelOpenCommands(trx, { device_id: deviceId }, 'system:re-enrollment');
+        await trx('apple_devices').where({ device_id: deviceId }).del();
+      } else {
+        [device] = await trx('devices').insert({ ...facts, inventory: '{}' }).returning('*');
+      }
+      const channel = { status: 'pending', cert_sha256: input.certSha256, push_topic: input.topic ?? null, push_magic: null, push_token: null, push_token_dead_at: null, last_seen_at: trx.fn.now(), updated_at: trx.fn.now() };
+      if (existing) {
+        [enrollment] = await trx('enrollments').where({ id: existing.id }).update(channel).returning('*');
+        // Its user channels wait for their own TokenUpdate again.
+        await trx('enrollments').where({ device_id: device!.id, platform: 'apple', channel_type: 'user' }).update({ status: 'pending', updated_at: trx.fn.now() });
+      } else {
+        [enrollment] = await trx('enrollments')
+          .insert({ ...channel, device_id: device!.id, platform: 'apple', channel_key: input.channelKey, channel_type: 'device' })
+          .returning('*');
+      }
+      await trx('issued_certificates').where({ id: cert.id }).update({ device_id: device!.id, enrollment_id: enrollment!.id });
+      await trx('events').insert(
+        eventRow({ type: 'apple.authenticated', device_id: device!.id, actor: 'device', data: { channel: input.channelKey, enrollment_token_id: token?.id ?? null } }),
+      );
+      return { device: device!, enrollment: enrollment!, reenrolled: Boolean(deviceId) };
+    });
+  }
+
+  /**
+   * TokenUpdate: the push trifecta, and the channel becomes enrolled (the first one also the device).
+   * A user channel's row is created here, bound through its device channel's certificate.
+   */
+  async tokenUpdate(input: TokenUpdateInput): Promise<{ channel: AppleChannel; firstTime: boolean } | undefined> {
+    return this.db.transaction(async (trx) => {
+      const parent = await trx<Enrollment>('enrollments')
+        .where({ platform: 'apple', channel_key: input.parentKey, cert_sha256: input.certSha256 })
+        .whereNot('status', 'unenrolled')
+        .forUpdate()
+        .first();
+      if (!parent) return undefined;
+      const push = {
+        push_topic: input.topic,
+        push_magic: input.pushMagic,
+        push_token: input.token.toString('hex'),
+        push_token_dead_at: null,
+        status: 'enrolled',
+        last_seen_at: trx.fn.now(),
+        updated_at: trx.fn.now(),
+      };
+      let row: Enrollment;
+      let firstTime: boolean;
+      if (input.channelType === 'device') {
+        firstTime = parent.status !== 'enrolled';
+        [row] = await trx('enrollments').where({ id: parent.id }).update(push).returning('*');
+      } else {
+        const existing = await trx<Enrollment>('enrollments').where({ platform: 'apple', channel_key: input.channelKey }).first();
+        firstTime = existing?.status !== 'enrolled';
+        if (existing && existing.device_id !== parent.device_id) return undefined;
+        [row] = existing
+          ? await trx('enrollments').where({ id: existing.id }).update({ ...push, cert_sha256: input.certSha256 }).returning('*')
+          : await trx('enrollments')
+              .insert({ ...push, device_id: parent.device_id, platform: 'apple', channel_key: input.channelKey, channel_type: 'user', cert_sha256: input.certSha256 })
+              .returning('*');
+      }
+      if (input.channelType === 'device' && firstTime) {
+        await trx('devices').where({ id: parent.device_id }).update({ status: 'enrolled', enrolled_at: trx.fn.now(), updated_at: trx.fn.now() });
+      }
+      if (input.unlockToken && input.channelType === 'device') {
+        await this.#upsertSecrets(trx, parent.device_id, { unlock_token_sealed: this.sealer.seal(input.unlockToken.toString('base64')), unlock_token_at: trx.fn.now() });
+      }
+      if (firstTime) {
+        await trx('events').insert(
+          eventRow({ type: input.channelType === 'device' ? 'device.enrolled' : 'apple.user_channel_enrolled', device_id: parent.device_id, actor: 'device', data: { platform: 'apple', channel: input.channelKey } }),
+        );
+      }
+      return { channel: { enrollment_id: row!.id, device_id: row!.device_id, status: row!.status }, firstTime };
+    });
+  }
+
+  /** CheckOut (the profile was removed): the channel, and for a device channel the device, is unenrolled. */
+  async checkOut(channel: AppleChannel, channelType: 'device' | 'user'): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      if (channelType === 'device') {
+        await trx('enrollments').where({ device_id: channel.device_id, platform: 'apple' }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
+        await trx('devices').where({ id: channel.device_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
+        await cancelOpenCommands(trx, { device_id: channel.device_id }, 'system:unenrollment');
+        await trx('apple_devices').where({ device_id: channel.device_id }).del();
+      } else {
+        await trx('enrollments').where({ id: channel.enrollment_id }).update({ status: 'unenrolled', updated_at: trx.fn.now() });
+        await cancelOpenCommands(trx, { enrollment_id: channel.enrollment_id }, 'system:unenrollment');
+      }
+      await trx('events').insert(eventRow({ type: 'device.unenrolled', device_id: channel.device_id, actor: 'device', data: { platform: 'apple', channel_type: channelType } }));
+    });
+  }
+
+  /**
+   * The channel behind a request, if `certSha256` is the certificate bound to its device channel; marks
+   * it seen. One statement on the hand-out pool: this runs on every poll.
+   */
+  async identify(channelKey: string, parentKey: string, certSha256: string): Promise<AppleChannel | undefined> {
+    const { rows } = await this.handout.query<AppleChannel>({ name: 'mooring_apple_identify', text: IDENTIFY, values: [channelKey, parentKey, certSha256] });
+    return rows[0];
+  }
+
+  // ---- escrow and reports ----
+
+  async setBootstrapToken(deviceId: string, token: Buffer | undefined): Promise<void> {
+    const sealed = token && token.length > 0 ? this.sealer.seal(token.toString('base64')) : null;
+    await this.#upsertSecrets(this.db, deviceId, { bootstrap_token_sealed: sealed, bootstrap_token_at: sealed ? this.db.fn.now() : null });
+    await this.db('events').insert(eventRow({ type: sealed ? 'apple.bootstrap_token_escrowed' : 'apple.bootstrap_token_removed', device_id: deviceId, actor: 'device' }));
+  }
+
+  async bootstrapToken(deviceId: string): Promise<Buffer | undefined> {
+    const row = await this.db('apple_devices').where({ device_id: deviceId }).first('bootstrap_token_sealed');
+    return row?.bootstrap_token_sealed ? Buffer.from(this.sealer.open(row.bootstrap_token_sealed as string), 'base64') : undefined;
+  }
+
+  async unlockToken(deviceId: string): Promise<Buffer | undefined> {
+    const row = await this.db('apple_devices').where({ device_id: deviceId }).first('unlock_token_sealed');
+    return row?.unlock_token_sealed ? Buffer.from(this.sealer.open(row.unlock_token_sealed as string), 'base64') : undefined;
+  }
+
+  async recordDeclarativeStatus(deviceId: string, status: Json): Promise<void> {
+    await this.#upsertSecrets(this.db, deviceId, { ddm_status: JSON.stringify(status) });
+  }
+
+  /** What DeviceInformation / SecurityInfo / ProfileList said, merged into the inventory; facts copied to columns. */
+  async recordInventory(deviceId: string, inventory: Record<string, Json>, facts: Partial<Pick<Device, 'name' | 'serial_number' | 'model' | 'os_version' | 'imei' | 'supervised'>>): Promise<void> {
+    await this.db('devices')
+      .where({ id: deviceId })
+      .update({ ...facts, inventory: this.db.raw('inventory || ?::jsonb', [JSON.stringify(inventory)]), updated_at: this.db.fn.now() });
+  }
+
+  async #upsertSecrets(conn: Db, deviceId: string, values: Record<string, unknown>): Promise<void> {
+    await conn('apple_devices')
+      .insert({ device_id: deviceId, ...values, updated_at: conn.fn.now() })
+      .onConflict('device_id')
+      .merge({ ...values, updated_at: conn.fn.now() });
+  }
+}
+
+function certificateRow(c: IssuedCertificate, tokenId: string | null): Record<string, unknown> {
+  return {
+    serial: c.serial,
+    sha256: c.sha256,
+    subject: c.subject,
+    purpose: 'device_identity',
+    not_before: c.notBefore,
+    not_after: c.notAfter,
+    pem: c.pem,
+    enrollment_token_id: tokenId,
+  };
+}
