@@ -4,6 +4,7 @@
  *   GET,POST /scep                   SCEP, RFC 8894 (enrollment.ts)
  *   PUT      /mdm/checkin            check-in messages
  *   PUT      /mdm/connect            command reports; the answer is the next command or an empty body
+ *   PUT      /mdm                    either, by Content-Type (NanoMDM's one ServerURL)
  *
  * Every MDM request is authenticated by its `Mdm-Signature` (detached CMS over the exact body) or by a
  * client certificate, and that certificate must be the one bound to the channel at Authenticate.
@@ -89,6 +90,8 @@ export function appleRouter(deps: AppleRoutesDeps): Router {
   for (const method of ['put', 'post'] as const) {
     router[method]('/mdm/checkin', mdm('checkin'));
     router[method]('/mdm/connect', mdm('connect'));
+    // NanoMDM's single ServerURL, for profiles and simulators written against it.
+    router[method]('/mdm', mdm('connect'));
   }
   return router;
 }

@@ -230,3 +230,15 @@ it('escrows the UnlockToken sealed and adds it to ClearPasscode only at hand-out
   expect(handed.command?.Command).toMatchObject({ RequestType: 'ClearPasscode' });
   expect(Buffer.isBuffer(handed.command?.Command.UnlockToken) && (handed.command!.Command.UnlockToken as Buffer).equals(d.unlockToken!)).toBe(true);
 });
+
+it('takes check-ins and reports on /mdm too, told apart by Content-Type (NanoMDM-style ServerURL)', async () => {
+  const d = await enrolled('ios');
+  const id = await deviceIdOf(d);
+  const cmd = await s.api.post(`/api/v1/devices/${id}/commands`).send({ type: 'security_info' }).expect(202);
+  const tokenUpdate = await d.send(`${base}/mdm`, CONTENT_TYPES.checkin, Buffer.from(encodePlist(d.tokenUpdateMessage())));
+  expect(tokenUpdate.status).toBe(200);
+  const idle = await d.send(`${base}/mdm`, CONTENT_TYPES.report, Buffer.from(encodePlist({ UDID: d.udid, Status: 'Idle' })));
+  expect(idle.status).toBe(200);
+  expect(idle.body.toString()).toContain(cmd.body.id);
+  expect(idle.body.toString()).toContain('SecurityInfo');
+});
