@@ -114,8 +114,35 @@ export function isPlistDict(value: unknown): value is PlistDict {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
 }
 
+/**
+ * The shape of most device messages on the hot path (Idle, simple acknowledgements): one dict of
+ * plain keys to strings without entities, comments or CDATA. Read with two bounded regular expressions
+ * instead of a DOM; anything else, however slightly different, goes to the full parser.
+ */
+const FLAT_DICT =
+  /^\s*(?:<\?xml[^<>]*\?>\s*)?(<!DOCTYPE[^<>[\]]*>\s*)?<plist(?:\s+version="1\.0")?\s*>\s*<dict>((?:\s*<key>[\w.-]+<\/key>\s*<string>[^<&]*<\/string>)*)\s*<\/dict>\s*<\/plist>\s*$/;
+const FLAT_ENTRY = /<key>([\w.-]+)<\/key>\s*<string>([^<&]*)<\/string>/g;
+const FLAT_MAX_BYTES = 8 * 1024;
+
+function decodeFlatStringDict(xml: string): PlistDict | undefined {
+  if (xml.length > FLAT_MAX_BYTES) return undefined;
+  const m = FLAT_DICT.exec(xml);
+  if (!m || (m[1] !== undefined && !APPLE_DOCTYPE.test(m[1].trim()))) return undefined;
+  const dict: PlistDict = {};
+  for (const [, key, value] of m[2]!.matchAll(FLAT_ENTRY)) {
+    if (Object.hasOwn(dict, key!)) return undefined; // let the full parser decide on repeated keys
+    dict[key!] = value!;
+  }
+  return dict;
+}
+
 /** `decodePlist` for messages whose top level must be a dictionary (check-ins, reports, commands). */
 export function decodePlistDict(raw: Buffer | string, limits?: PlistLimits): PlistDict {
+  if (raw.length <= FLAT_MAX_BYTES) {
+    const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+    const flat = decodeFlatStringDict(text.startsWith('\uFEFF') ? text.slice(1) : text);
+    if (flat) return flat;
+  }
   const value = decodePlist(raw, limits);
   if (!isPlistDict(value)) throw new PlistError('not_a_dict', 'the plist top level is not a dictionary');
   return value;

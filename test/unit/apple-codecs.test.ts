@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import plist from 'plist';
-import { PlistError, decodePlist, encodePlist, PLIST_DEFAULT_MAX_BYTES } from '../../protocols/apple/plist';
+import { PlistError, decodePlist, decodePlistDict, encodePlist, PLIST_DEFAULT_MAX_BYTES } from '../../protocols/apple/plist';
 import {
   CheckinError,
   UnknownMessageTypeError,
@@ -166,6 +166,34 @@ describe('plist bounds', () => {
     const back = decodePlist(xml) as Record<string, unknown>;
     expect((back.A as Buffer).toString()).toBe('hi');
     expect(back.B).toEqual([1, true, 'x']);
+  });
+});
+
+describe('flat dictionaries (the Idle fast path) read exactly as the full parser reads them', () => {
+  const full = (xml: string) => plist.parse(xml);
+  it.each(['Idle.1.plist', 'Idle.userenrollment.1.plist', 'NotNow.1.plist', 'CheckOut.1.plist', 'Authenticate.1.plist', 'Acknowledged.DeviceInformation.1.plist'])('%s', (name) => {
+    const raw = fixture(name);
+    expect(decodePlistDict(raw)).toEqual(full(raw.toString('utf8')));
+  });
+  it('on generated flat dictionaries with awkward text', () => {
+    const texts = ['', ' padded ', 'line\nbreak', 'Ada’s iPhone', 'a > b', '\t', 'UDID:user', '00008120-001A2B3C4D5E6F70'];
+    for (let i = 0; i < 200; i++) {
+      const dict: Record<string, string> = {};
+      for (let k = 0; k < 1 + (i % 6); k++) dict[`Key${k}.${i % 3}`] = texts[(i + k) % texts.length]!;
+      const xml = plist.build(dict);
+      expect(decodePlistDict(xml)).toEqual(full(xml));
+      expect(decodePlistDict(xml.replace(/\n\s*/g, ''))).toEqual(full(xml.replace(/\n\s*/g, '')));
+    }
+  });
+  it('leaves entities, other DOCTYPEs, repeated keys and non-strings to the full parser', () => {
+    const amp = '<?xml version="1.0"?><plist version="1.0"><dict><key>A</key><string>x &amp; y</string></dict></plist>';
+    expect(decodePlistDict(amp)).toEqual({ A: 'x & y' });
+    const evil = '<?xml version="1.0"?><!DOCTYPE plist [<!ENTITY e "boom">]><plist version="1.0"><dict><key>A</key><string>x</string></dict></plist>';
+    expect(() => decodePlistDict(evil)).toThrow(PlistError);
+    const repeated = '<plist version="1.0"><dict><key>A</key><string>1</string><key>A</key><string>2</string></dict></plist>';
+    expect(decodePlistDict(repeated)).toEqual(full(repeated));
+    const mixed = '<plist version="1.0"><dict><key>A</key><string>1</string><key>B</key><true/></dict></plist>';
+    expect(decodePlistDict(mixed)).toEqual({ A: '1', B: true });
   });
 });
 
