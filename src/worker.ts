@@ -43,7 +43,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
   const workers: WorkerHandle[] = [
     deps.queues.worker<PushJob>(
       PUSH_QUEUE,
-      pushProcessor({ providers: deps.providers, enrollments: deps.devices, dispatcher: deps.dispatcher, log }) as never,
+      pushProcessor({ providers: deps.providers, enrollments: deps.devices, dispatcher: deps.dispatcher, log, retryDelayMs: deps.pushRetryDelayMs }) as never,
       { concurrency: deps.concurrency ?? 20, settings: { backoffStrategy: pushBackoff(deps.pushRetryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) } },
     ),
     deps.queues.worker<WebhookJob>(WEBHOOK_QUEUE, webhookProcessor(deps.webhookSecret) as never, { concurrency: 10 }),

@@ -4,7 +4,9 @@
  *
  * Jobs on the `push` queue:
  *   push   { enrollment_id }  wake one channel; deduplicated on the enrollment id
- *   fanout { batch_id }       expand a bulk command batch into push jobs, in pages
+ *   fanout { batch_id }       wake every channel of a bulk command batch, a page at a time: sent
+ *                             straight from this job (one lookup per page, not one job per device);
+ *                             only a push that must be retried becomes a `push` job of its own
  */
 import type { PushScheduler } from '../core/commands';
 import type { Enrollment } from '../core/types';
@@ -31,6 +33,8 @@ const PUSH_JOB_OPTIONS = {
 };
 
 const FANOUT_PAGE = 1000;
+/** Sends in flight at once while a fan-out works through a page. */
+const FANOUT_CONCURRENCY = 256;
 
 export class PushDispatcher implements PushScheduler {
   constructor(private readonly queue: QueueHandle<PushJob>) {}
@@ -63,11 +67,14 @@ export interface PushWorkerDeps {
   providers: PushProviderRegistry;
   enrollments: {
     getEnrollment(id: string): Promise<Enrollment | undefined>;
+    getEnrollments(ids: string[]): Promise<Enrollment[]>;
     markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean>;
     enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]>;
   };
   dispatcher: PushDispatcher;
   log: { warn(obj: object, msg: string): void };
+  /** Delay before a fan-out push that failed transiently is tried again as its own job. */
+  retryDelayMs?: number;
 }
 
 /** Thrown for a transient failure so BullMQ retries the job with backoff. */
@@ -105,20 +112,53 @@ export function pushProcessor(deps: PushWorkerDeps) {
 
 async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
   let after: string | null = null;
-  let total = 0;
+  const counts: Record<string, number> = {};
   for (;;) {
     const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE);
-    if (ids.length === 0) return `fanned out ${total}`;
-    await deps.dispatcher.push(ids);
-    total += ids.length;
+    if (ids.length === 0) return `fanned out ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing'}`;
+    const targets = await deps.enrollments.getEnrollments(ids);
+    const retry: string[] = [];
+    let retryAfterMs = 0;
+    await forEachLimited(targets, FANOUT_CONCURRENCY, async (e) => {
+      try {
+        const outcome = await deliver(deps, e);
+        counts[outcome] = (counts[outcome] ?? 0) + 1;
+      } catch (err) {
+        if (!(err instanceof PushRetryError)) throw err;
+        retry.push(e.id);
+        retryAfterMs = Math.max(retryAfterMs, err.retryAfterMs ?? 0);
+      }
+    });
+    // Transient failures carry on as jobs of their own, with the usual backoff from there.
+    if (retry.length) {
+      counts.retry = (counts.retry ?? 0) + retry.length;
+      await deps.dispatcher.push(retry, { delayMs: Math.max(retryAfterMs, deps.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) });
+    }
     after = ids[ids.length - 1]!;
   }
 }
 
+async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
 async function sendOne(deps: PushWorkerDeps, enrollmentId: string): Promise<string> {
   const e = await deps.enrollments.getEnrollment(enrollmentId);
-  if (!e || e.status === 'unenrolled' || !e.push_token || e.push_token_dead_at) {
-    pushOutcomes.inc({ platform: e?.platform ?? 'unknown', outcome: 'no_token' });
+  if (!e) {
+    pushOutcomes.inc({ platform: 'unknown', outcome: 'no_token' });
+    return 'no_token';
+  }
+  return deliver(deps, e);
+}
+
+/** One push to one channel; throws PushRetryError for a transient failure. */
+async function deliver(deps: PushWorkerDeps, e: Enrollment): Promise<string> {
+  if (e.status === 'unenrolled' || !e.push_token || e.push_token_dead_at) {
+    pushOutcomes.inc({ platform: e.platform, outcome: 'no_token' });
     return 'no_token';
   }
   const provider = deps.providers.get(e.platform);

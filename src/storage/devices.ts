@@ -67,6 +67,12 @@ export class PgDeviceStore {
     });
   }
 
+  /** The enrollment rows with these ids (any order; unknown ids are left out). */
+  async getEnrollments(ids: string[]): Promise<Enrollment[]> {
+    const valid = ids.filter((id) => UUID.test(id));
+    return valid.length ? this.db<Enrollment>('enrollments').whereIn('id', valid) : [];
+  }
+
   /** Enrollment ids that have commands in a bulk batch (for the push fan-out). */
   async enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]> {
     const q = this.db('commands').distinct('enrollment_id').where({ batch_id: batchId }).orderBy('enrollment_id').limit(limit);

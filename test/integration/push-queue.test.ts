@@ -107,6 +107,21 @@ describe.each(QUEUE_BACKENDS)('push queue on %s', (backend, url) => {
     await eventually(() => wanted.every((id) => pushedSince(mark).has(id)), 15_000, 'all fan-out pushes');
   });
 
+  it('sends a fan-out page straight from the job, and a transient failure there becomes its own retried push', async () => {
+    const targets = await Promise.all(Array.from({ length: 6 }, () => s.device()));
+    const result = await s.m.commands.enqueueBulk(targets.map((t) => t.device.id), { type: 'restart' }, 'test');
+    worker = s.m.startWorker();
+    await eventually(() => targets.every((t) => provider.sent.some((p) => p.enrollmentId === t.enrollment.id)), 15_000, 'the direct pushes');
+    const mark = provider.attempts.length;
+    const sentMark = provider.sent.length;
+    provider.answer({ outcome: 'retry', reason: '503 during fan-out' });
+    await s.m.dispatcher.pushBatch(result.batch_id);
+    await eventually(() => targets.every((t) => provider.sent.slice(sentMark).some((p) => p.enrollmentId === t.enrollment.id)), 15_000, 'every fan-out push, the failed one retried');
+    // Six sends from the page, one of them refused, plus its retry: seven attempts, each device reached once.
+    expect(provider.attempts.length - mark).toBe(7);
+    expect(provider.sent.length - sentMark).toBe(6);
+  });
+
   it('finishes without retrying when no provider serves the platform', async () => {
     worker = s.m.startWorker();
     const { enrollment } = await s.device({ platform: 'windows' });
