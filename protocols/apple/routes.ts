@@ -11,7 +11,7 @@
  * Failures answer 400 with a short text, never 401: a 401 makes a device drop its enrollment.
  * Like NanoMDM, both MDM URLs take either kind of message, told apart by Content-Type.
  */
-import express, { Router, type Request, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
 import { isMooringError } from '../../src/core/errors';
@@ -41,6 +41,7 @@ import { decodeReport, ReportError, reportsOnCommand, type CommandReport } from 
 
 export const MDM_BODY_LIMIT = 1024 * 1024;
 const CHECKIN_TYPE = 'application/x-apple-aspen-mdm-checkin';
+const REPORT_TYPE = 'application/x-apple-aspen-mdm';
 
 export interface AppleRoutesDeps {
   apple: PgAppleStore;
@@ -71,11 +72,11 @@ export function appleRouter(deps: AppleRoutesDeps): Router {
   const router = Router();
   enrollmentRoutes(router, deps);
 
-  const rawParser = express.raw({ type: () => true, limit: MDM_BODY_LIMIT });
   const mdm = (kind: 'checkin' | 'connect') => async (req: Request, res: Response) => {
     try {
-      const body = await readBody(rawParser, req, res);
-      const isCheckin = req.is(CHECKIN_TYPE) === CHECKIN_TYPE || (kind === 'checkin' && !req.is('application/x-apple-aspen-mdm'));
+      const body = await readBody(req, MDM_BODY_LIMIT);
+      const type = (req.headers['content-type'] ?? '').toLowerCase();
+      const isCheckin = type.startsWith(CHECKIN_TYPE) || (kind === 'checkin' && !type.startsWith(REPORT_TYPE));
       const certSha256 = await authenticate(deps, req, body);
       const reply = isCheckin ? await checkin(deps, body, certSha256) : await connect(deps, body, certSha256);
       if (reply.length === 0) return void res.status(200).end();
@@ -100,13 +101,30 @@ type Reply = { body: Buffer; json?: boolean; length: number };
 const EMPTY: Reply = { body: Buffer.alloc(0), length: 0 };
 const replyOf = (body: Buffer, json = false): Reply => ({ body, json, length: body.length });
 
-function readBody(parser: express.RequestHandler, req: Request, res: Response): Promise<Buffer> {
+/**
+ * The body as one Buffer, at most `limit` bytes (a larger one is refused as soon as it is seen). Read
+ * directly rather than through body-parser: this runs on every poll, and all it needs is the bytes.
+ */
+function readBody(req: Request, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    parser(req, res, (err?: unknown) => {
-      if (err) return reject(new MdmRefusal(400, `unreadable body: ${(err as Error).message}`));
-      if (!Buffer.isBuffer(req.body) || req.body.length === 0) return reject(new MdmRefusal(400, 'empty body'));
-      resolve(req.body);
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > limit) {
+      req.resume();
+      return reject(new MdmRefusal(400, `body of ${declared} bytes is over the ${limit}-byte limit`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        return reject(new MdmRefusal(400, `body over the ${limit}-byte limit`));
+      }
+      chunks.push(chunk);
     });
+    req.once('end', () => (size === 0 ? reject(new MdmRefusal(400, 'empty body')) : resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))));
+    req.once('error', (err) => reject(new MdmRefusal(400, `unreadable body: ${err.message}`)));
   });
 }
 
@@ -242,6 +260,16 @@ async function declarative(deps: AppleRoutesDeps, channel: AppleChannel, msg: De
 
 async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
   const report = decodeReport(body);
+  if (report.status === 'Idle') {
+    // The hot path: identity, bookkeeping and hand-out in one statement.
+    const idle = await deps.apple.identifyAndTakeNext(report.enrollment.id, report.enrollment.parentId, certSha256);
+    if (!idle) throw new MdmRefusal(400, `no channel ${report.enrollment.id} bound to this certificate`);
+    if (idle.channel.status === 'unenrolled') throw new MdmRefusal(400, `channel ${report.enrollment.id} is unenrolled`);
+    if (!idle.command) return EMPTY;
+    const payload = await payloadFor(deps, idle.channel, idle.command);
+    if (payload) return replyOf(Buffer.from(payload, 'utf8'));
+    return handOut(deps, idle.channel, false);
+  }
   const channel = await identified(deps, report.enrollment.id, report.enrollment.parentId, certSha256);
   if (reportsOnCommand(report)) {
     const outcome = deps.platform.parseResult(report);
@@ -250,7 +278,10 @@ async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
   }
   // A command the device put off (NotNow) comes back at its next Idle, the start of a session, and
   // not again within this one: the device re-polls on its own only if NotNow was its last word.
-  const skipNotNow = report.status !== 'Idle';
+  return handOut(deps, channel, true);
+}
+
+async function handOut(deps: AppleRoutesDeps, channel: AppleChannel, skipNotNow: boolean): Promise<Reply> {
   for (;;) {
     const next = await deps.commands.next(channel.enrollment_id, { skipNotNow });
     if (!next) return EMPTY;
@@ -263,7 +294,7 @@ async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
  * The plist to hand out. ClearPasscode gets the escrowed UnlockToken only now, so it never sits in a
  * command row; without one the command fails here and the next one is handed out instead.
  */
-async function payloadFor(deps: AppleRoutesDeps, channel: AppleChannel, command: Command): Promise<string | undefined> {
+async function payloadFor(deps: AppleRoutesDeps, channel: AppleChannel, command: Pick<Command, 'id' | 'type' | 'payload'>): Promise<string | undefined> {
   if (command.type !== 'clear_passcode') return command.payload;
   const unlockToken = await deps.apple.unlockToken(channel.device_id);
   if (!unlockToken) {

@@ -11,10 +11,10 @@
 import crypto from 'node:crypto';
 import type pg from 'pg';
 import { Errors } from '../core/errors';
-import type { Device, Enrollment, Json } from '../core/types';
+import type { Command, Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import type { Sealer } from '../pki/sealed';
-import { cancelOpenCommands } from './commands';
+import { cancelOpenCommands, takeNextSql } from './commands';
 import type { Db } from './db';
 import { eventRow } from './events';
 import type { EnrollmentToken, PgTokenStore } from './tokens';
@@ -58,8 +58,9 @@ export interface TokenUpdateInput {
 
 export type ScepIssueResult = { ok: true; token: EnrollmentToken } | { ok: false; reason: string };
 
-const IDENTIFY = `
-  WITH ch AS (
+/** The channel behind a request ($1 channel key, $2 its device channel's key, $3 the certificate), marked seen. */
+const CHANNEL = `
+  ch AS (
     SELECT e.id, e.device_id, e.status
       FROM enrollments e
       JOIN enrollments p ON p.platform = 'apple' AND p.channel_key = $2 AND p.cert_sha256 = $3 AND p.device_id = e.device_id
@@ -68,8 +69,15 @@ const IDENTIFY = `
     UPDATE enrollments SET last_seen_at = now() WHERE id = (SELECT id FROM ch)
   ), dev AS (
     UPDATE devices SET last_seen_at = now() WHERE id = (SELECT device_id FROM ch)
-  )
-  SELECT id AS enrollment_id, device_id, status FROM ch`;
+  )`;
+
+const IDENTIFY = `WITH ${CHANNEL} SELECT id AS enrollment_id, device_id, status FROM ch`;
+
+/** An Idle poll in one round trip: who it is, marked seen, and the next command, handed out. */
+const IDENTIFY_AND_TAKE = `
+  WITH ${CHANNEL}, taken AS (${takeNextSql(`(SELECT id FROM ch WHERE status <> 'unenrolled')`, 'false', '1')})
+  SELECT ch.id AS enrollment_id, ch.device_id, ch.status, t.id AS command_id, t.type AS command_type, t.payload AS command_payload
+    FROM ch LEFT JOIN taken t ON true`;
 
 const hashChallenge = (challenge: string) => crypto.createHash('sha256').update(challenge, 'utf8').digest('hex');
 
@@ -288,6 +296,19 @@ export class PgAppleStore {
   async identify(channelKey: string, parentKey: string, certSha256: string): Promise<AppleChannel | undefined> {
     const { rows } = await this.handout.query<AppleChannel>({ name: 'mooring_apple_identify', text: IDENTIFY, values: [channelKey, parentKey, certSha256] });
     return rows[0];
+  }
+
+  /** `identify` plus the hand-out of the next command (NotNow'd ones included: an Idle starts a session). */
+  async identifyAndTakeNext(channelKey: string, parentKey: string, certSha256: string): Promise<{ channel: AppleChannel; command?: Pick<Command, 'id' | 'type' | 'payload'> } | undefined> {
+    const { rows } = await this.handout.query<AppleChannel & { command_id: string | null; command_type: string; command_payload: string }>({
+      name: 'mooring_apple_idle',
+      text: IDENTIFY_AND_TAKE,
+      values: [channelKey, parentKey, certSha256],
+    });
+    const row = rows[0];
+    if (!row) return undefined;
+    const channel = { enrollment_id: row.enrollment_id, device_id: row.device_id, status: row.status };
+    return row.command_id ? { channel, command: { id: row.command_id, type: row.command_type, payload: row.command_payload } } : { channel };
   }
 
   // ---- escrow and reports ----

@@ -18,18 +18,28 @@ const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 
 // $3 is how many to take: 1 for a poll that handles one command at a time (Apple), more for a
 // check-in that answers with a list (Android).
-const TAKE_NEXT = `
+/**
+ * The hand-out rule, as SQL: the enrollment's next commands by priority then arrival, queued ones and
+ * (unless skipped) NotNow'd ones, not expired, locked with SKIP LOCKED so concurrent polls never get
+ * the same row, marked sent. `enrollment`, `skipNotNow` and `limit` are SQL expressions (parameters or
+ * subqueries), so a protocol can fold the hand-out into its own statement (storage/apple.ts).
+ */
+export function takeNextSql(enrollment: string, skipNotNow: string, limit: string): string {
+  return `
   UPDATE commands c
      SET status = 'sent', sent_at = now(), attempts = c.attempts + 1
     FROM (SELECT ctid FROM commands
-           WHERE enrollment_id = $1
-             AND (status = 'queued' OR (status = 'not_now' AND NOT $2))
+           WHERE enrollment_id = ${enrollment}
+             AND (status = 'queued' OR (status = 'not_now' AND NOT ${skipNotNow}))
              AND (expires_at IS NULL OR expires_at > now())
            ORDER BY priority DESC, seq
-           LIMIT $3
+           LIMIT ${limit}
            FOR UPDATE SKIP LOCKED) pick
    WHERE c.ctid = pick.ctid -- the row just locked, without a second index lookup
    RETURNING c.id, c.seq, c.device_id, c.enrollment_id, c.platform, c.type, c.params, c.payload, c.status, c.priority, c.attempts, c.not_now_count, c.expires_at`;
+}
+
+const TAKE_NEXT = takeNextSql('$1', '$2', '$3');
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
