@@ -5,6 +5,7 @@
  * the devices poll, acknowledge, and the admin API shows every command acknowledged.
  */
 import crypto from 'node:crypto';
+import https from 'node:https';
 import { encodePlist } from '../../protocols/apple/plist';
 import type { RunningWorker } from '../../src/worker';
 import { ApnsMock, createApnsTestPki, type ApnsTestPki } from '../helpers/apns-mock';
@@ -241,4 +242,30 @@ it('takes check-ins and reports on /mdm too, told apart by Content-Type (NanoMDM
   expect(idle.status).toBe(200);
   expect(idle.body.toString()).toContain(cmd.body.id);
   expect(idle.body.toString()).toContain('SecurityInfo');
+});
+
+it('also accepts the identity as a TLS client certificate (SignMessage off), and through a trusted proxy header only when configured', async () => {
+  const d = await enrolled('ios');
+  const id = await deviceIdOf(d);
+  const cmd = await s.api.post(`/api/v1/devices/${id}/commands`).send({ type: 'profile_list' }).expect(202);
+  const body = Buffer.from(encodePlist({ UDID: d.udid, Status: 'Idle' }));
+  const viaTls = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const url = new URL(d.profile!.serverUrl);
+    const req = https.request(
+      { host: '127.0.0.1', servername: 'localhost', port: url.port, path: url.pathname, method: 'PUT', ca: s.m.ca.certPem, cert: d.identity!.certPem, key: d.identity!.keyPem, headers: { 'content-type': CONTENT_TYPES.report } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+  expect(viaTls.status).toBe(200);
+  expect(viaTls.text).toContain(cmd.body.id);
+  // Over plain HTTP a certificate header is ignored unless MOORING_TRUSTED_PROXY_CERT_HEADER names it.
+  const header = `:${d.identity!.certDer.toString('base64')}:`;
+  const unproxied = await s.api.put('/mdm/connect').set('content-type', CONTENT_TYPES.report).set('client-cert', header).send(body);
+  expect(unproxied.status).toBe(400);
 });
