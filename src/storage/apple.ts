@@ -58,6 +58,12 @@ export interface TokenUpdateInput {
 
 export type ScepIssueResult = { ok: true; token: EnrollmentToken } | { ok: false; reason: string };
 
+/**
+ * "Last seen" is kept to this many seconds: a session's further requests (a report per command) then
+ * write no row, and neither does a device that polls in a loop.
+ */
+export const SEEN_RESOLUTION_SECONDS = 30;
+
 /** The channel behind a request ($1 channel key, $2 its device channel's key, $3 the certificate), marked seen. */
 const CHANNEL = `
   ch AS (
@@ -66,9 +72,11 @@ const CHANNEL = `
       JOIN enrollments p ON p.platform = 'apple' AND p.channel_key = $2 AND p.cert_sha256 = $3 AND p.device_id = e.device_id
      WHERE e.platform = 'apple' AND e.channel_key = $1
   ), seen AS (
-    UPDATE enrollments SET last_seen_at = now() WHERE id = (SELECT id FROM ch)
+    UPDATE enrollments SET last_seen_at = now()
+     WHERE id = (SELECT id FROM ch) AND (last_seen_at IS NULL OR last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds')
   ), dev AS (
-    UPDATE devices SET last_seen_at = now() WHERE id = (SELECT device_id FROM ch)
+    UPDATE devices SET last_seen_at = now()
+     WHERE id = (SELECT device_id FROM ch) AND (last_seen_at IS NULL OR last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds')
   )`;
 
 const IDENTIFY = `WITH ${CHANNEL} SELECT id AS enrollment_id, device_id, status FROM ch`;
