@@ -63,6 +63,11 @@ const RAW_MAX_BYTES = 64 * 1024;
 /** A .mobileconfig is rarely over a megabyte; 4 MiB of base64 leaves room for embedded certificates. */
 const PROFILE_MAX_BASE64 = 4 * 1024 * 1024;
 
+const UUID_PLACEHOLDER = 'MOORING-COMMAND-UUID-PLACEHOLDER';
+/** Distinct (type, params) plists kept encoded; large ones (profiles) are encoded each time. */
+const TEMPLATE_CACHE_SIZE = 64;
+const TEMPLATE_MAX_BYTES = 64 * 1024;
+
 export type AppleOs = 'ios' | 'macos' | 'unknown';
 
 /** iOS family (iPhone, iPad, iPod, Apple TV, Watch, Vision) vs macOS, from the model the device reported. */
@@ -257,14 +262,33 @@ export class AppleCommands implements PlatformCommands {
     return effect ? { allowed: true, effect } : { allowed: true };
   }
 
-  /** The full command plist as XML text; throws `invalid_params` when the params cannot be built. */
+  /** Encoded plists by command type and params, with a placeholder where the CommandUUID goes. */
+  readonly #templates = new Map<string, [before: string, after: string]>();
+
+  /**
+   * The full command plist as XML text; throws `invalid_params` when the params cannot be built. A
+   * bulk command builds the same plist for every device but its CommandUUID, so the encoding is done
+   * once per (type, params) and the id (a UUID: nothing to escape) is put in its place.
+   */
   build(command: { id: string; type: string; params: Params }, _device: DeviceFacts): string {
-    const built = commandFor(command.type, command.params);
-    if ('refusal' in built) {
-      const detail = built.refusal.allowed ? 'refused' : built.refusal.detail;
-      throw Errors.of('invalid_params', `apple cannot build ${command.type}: ${detail}`);
+    const key = `${command.type}\u0000${JSON.stringify(command.params)}`;
+    let template = this.#templates.get(key);
+    if (!template) {
+      const built = commandFor(command.type, command.params);
+      if ('refusal' in built) {
+        const detail = built.refusal.allowed ? 'refused' : built.refusal.detail;
+        throw Errors.of('invalid_params', `apple cannot build ${command.type}: ${detail}`);
+      }
+      const encoded = encodePlist({ CommandUUID: UUID_PLACEHOLDER, Command: built.command });
+      const at = encoded.indexOf(UUID_PLACEHOLDER);
+      template = [encoded.slice(0, at), encoded.slice(at + UUID_PLACEHOLDER.length)];
+      if (encoded.length <= TEMPLATE_MAX_BYTES) {
+        if (this.#templates.size >= TEMPLATE_CACHE_SIZE) this.#templates.delete(this.#templates.keys().next().value!);
+        this.#templates.set(key, template);
+      }
     }
-    return encodePlist({ CommandUUID: command.id, Command: built.command });
+    if (!/^[\w-]+$/.test(command.id)) throw Errors.of('invalid_params', `command id ${JSON.stringify(command.id)} is not a UUID`);
+    return template[0] + command.id + template[1];
   }
 
   /** Reads a decoded `CommandReport` (report.ts). */

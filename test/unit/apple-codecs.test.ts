@@ -319,6 +319,14 @@ describe('AppleCommands.build', () => {
     const raw = plist.parse(apple.build({ id: CMD_ID, type: 'raw', params: { command: { RequestType: 'X', Blob: { $data: 'aGk=' } } } }, iphone)) as { Command: { Blob: Buffer } };
     expect(raw.Command.Blob.toString()).toBe('hi');
   });
+  it('builds each command with its own CommandUUID from one cached encoding', () => {
+    const ids = ['0190a6f1-0000-7000-8000-000000000001', '0190a6f1-0000-7000-8000-000000000002'];
+    const [a, b] = ids.map((id) => plist.parse(apple.build({ id, type: 'lock', params: { message: 'Call IT' } }, iphone)) as { CommandUUID: string; Command: object });
+    expect([a!.CommandUUID, b!.CommandUUID]).toEqual(ids);
+    expect(a!.Command).toEqual(b!.Command);
+    const other = plist.parse(apple.build({ id: ids[0]!, type: 'lock', params: { message: 'Other' } }, iphone)) as { Command: { Message: string } };
+    expect(other.Command.Message).toBe('Other');
+  });
   it('refuses to build unusable params', () => {
     expect(() => apple.build({ id: CMD_ID, type: 'clear_passcode', params: { unlock_token: UNLOCK } }, iphone)).toThrow(expect.objectContaining({ code: 'invalid_params' }));
     expect(() => apple.build({ id: CMD_ID, type: 'teleport', params: {} }, iphone)).toThrow();
