@@ -111,12 +111,18 @@ export function pushProcessor(deps: PushWorkerDeps) {
 }
 
 async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
-  let after: string | null = null;
   const counts: Record<string, number> = {};
-  for (;;) {
+  const loadPage = async (after: string | null) => {
     const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE);
+    return { ids, targets: ids.length ? await deps.enrollments.getEnrollments(ids) : [] };
+  };
+  let page = loadPage(null);
+  for (;;) {
+    const { ids, targets } = await page;
     if (ids.length === 0) return `fanned out ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing'}`;
-    const targets = await deps.enrollments.getEnrollments(ids);
+    // The next page is read while this one is sent (its failure surfaces at the next turn).
+    page = loadPage(ids[ids.length - 1]!);
+    page.catch(() => undefined);
     const retry: string[] = [];
     let retryAfterMs = 0;
     await forEachLimited(targets, FANOUT_CONCURRENCY, async (e) => {
@@ -134,7 +140,6 @@ async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
       counts.retry = (counts.retry ?? 0) + retry.length;
       await deps.dispatcher.push(retry, { delayMs: Math.max(retryAfterMs, deps.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) });
     }
-    after = ids[ids.length - 1]!;
   }
 }
 
