@@ -18,6 +18,22 @@
 import crypto from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
+import {
+  DIGESTS,
+  FALLBACK,
+  SIGNATURES,
+  algorithmOid as algorithmOf,
+  children,
+  ecdsaP1363,
+  expectTag,
+  octetsOf,
+  publicKeyOf as signerKeyOf,
+  readOid as oidOf,
+  readTlv as tlv,
+  sameBytes as equalBytes,
+  type NativePublicKey as SignerKey,
+  type Tlv,
+} from './der';
 import { verifyClientCertificate } from './issue';
 
 type CryptoKey = crypto.webcrypto.CryptoKey;
@@ -32,14 +48,6 @@ const OID = {
   messageDigest: '1.2.840.113549.1.9.4',
   signingTime: '1.2.840.113549.1.9.5',
 } as const;
-
-/** Digest algorithms we accept from devices, by OID, as node:crypto names. */
-const DIGESTS: Record<string, string> = {
-  '1.3.14.3.2.26': 'sha1',
-  '2.16.840.1.101.3.4.2.1': 'sha256',
-  '2.16.840.1.101.3.4.2.2': 'sha384',
-  '2.16.840.1.101.3.4.2.3': 'sha512',
-};
 
 export type DetachedVerification = { ok: true; signerDer: Buffer; sha256: string } | { ok: false; reason: string };
 export type AttachedVerification = { ok: true; content: Buffer; signerDer: Buffer; sha256: string } | { ok: false; reason: string };
@@ -272,36 +280,7 @@ function octets(eContent: asn1js.OctetString): ArrayBuffer {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Fast path: a definite-length DER/BER reader over the few fields needed, node:crypto for the rest.
-
-/** Thrown inside the fast path (never out of this module) for input it leaves to pkijs. */
-const FALLBACK: unique symbol = Symbol('cms: leave to pkijs');
-
-/** Signature algorithms the fast path verifies: the key type, and the hash unless it is the signer's digest. */
-const SIGNATURES = new Map<string, { kind: 'rsa' | 'ec'; hash?: string }>([
-  ['1.2.840.113549.1.1.1', { kind: 'rsa' }], // rsaEncryption: hash = the signer's digestAlgorithm (as pkijs)
-  ['1.2.840.113549.1.1.5', { kind: 'rsa', hash: 'sha1' }],
-  ['1.2.840.113549.1.1.11', { kind: 'rsa', hash: 'sha256' }],
-  ['1.2.840.113549.1.1.12', { kind: 'rsa', hash: 'sha384' }],
-  ['1.2.840.113549.1.1.13', { kind: 'rsa', hash: 'sha512' }],
-  ['1.2.840.10045.4.1', { kind: 'ec', hash: 'sha1' }],
-  ['1.2.840.10045.4.3.2', { kind: 'ec', hash: 'sha256' }],
-  ['1.2.840.10045.4.3.3', { kind: 'ec', hash: 'sha384' }],
-  ['1.2.840.10045.4.3.4', { kind: 'ec', hash: 'sha512' }],
-]);
-
-/** The curves pkijs verifies (WebCrypto's), with their field size in bytes. */
-const CURVES: Record<string, number> = { prime256v1: 32, secp384r1: 48, secp521r1: 66 };
-
-/** The same curves by OID, with their JWK names. */
-const JWK_CURVES: Record<string, { crv: string; size: number }> = {
-  '1.2.840.10045.3.1.7': { crv: 'P-256', size: 32 },
-  '1.3.132.0.34': { crv: 'P-384', size: 48 },
-  '1.3.132.0.35': { crv: 'P-521', size: 66 },
-};
-
-/** A signer's public key ready for node:crypto. */
-type SignerKey = { kind: 'rsa'; key: crypto.KeyObject } | { kind: 'ec'; key: crypto.KeyObject; size: number };
+// Fast path: a definite-length DER/BER reader (src/pki/der.ts) over the few fields needed, node:crypto for the rest.
 
 /**
  * Signer keys by SHA-256 (base64) of the certificate DER, least recently used first. Only signers whose
@@ -310,74 +289,6 @@ type SignerKey = { kind: 'rsa'; key: crypto.KeyObject } | { kind: 'ec'; key: cry
 // Larger than the fleet polling in rotation, or every request pays the ~0.4 ms first-contact parse.
 const SIGNER_KEY_CACHE_SIZE = 50_000;
 const signerKeys = new Map<string, SignerKey>();
-
-/** One TLV: its tag byte, where it starts, where its value starts, where it ends. */
-interface Tlv {
-  tag: number;
-  start: number;
-  body: number;
-  end: number;
-}
-
-/** The TLV at `pos`, which must end by `limit`. Indefinite lengths and multi-byte tags are left to pkijs. */
-function tlv(b: Buffer, pos: number, limit: number): Tlv {
-  if (pos + 2 > limit) throw FALLBACK;
-  const tag = b[pos]!;
-  if ((tag & 0x1f) === 0x1f) throw FALLBACK;
-  let len = b[pos + 1]!;
-  let body = pos + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4 || body + n > limit) throw FALLBACK;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[body++]!;
-  }
-  const end = body + len;
-  if (end > limit) throw FALLBACK;
-  return { tag, start: pos, body, end };
-}
-
-/** The TLVs inside a constructed one, which must fill it exactly. */
-function children(b: Buffer, parent: Tlv): Tlv[] {
-  if (!(parent.tag & 0x20)) throw FALLBACK;
-  const out: Tlv[] = [];
-  for (let pos = parent.body; pos < parent.end; ) {
-    const child = tlv(b, pos, parent.end);
-    out.push(child);
-    pos = child.end;
-  }
-  return out;
-}
-
-function expectTag(t: Tlv | undefined, tag: number): Tlv {
-  if (!t || t.tag !== tag) throw FALLBACK;
-  return t;
-}
-
-/** An OBJECT IDENTIFIER in dotted form. */
-function oidOf(b: Buffer, t: Tlv | undefined): string {
-  const node = expectTag(t, 0x06);
-  if (node.body === node.end || b[node.end - 1]! & 0x80) throw FALLBACK;
-  let out = '';
-  let arc = 0;
-  for (let i = node.body; i < node.end; i++) {
-    const byte = b[i]!;
-    if (byte === 0x80 && arc === 0) throw FALLBACK; // a non-minimal arc: not DER
-    arc = arc * 128 + (byte & 0x7f);
-    if (arc > Number.MAX_SAFE_INTEGER / 128) throw FALLBACK;
-    if (byte & 0x80) continue;
-    out += out === '' ? (arc < 40 ? `0.${arc}` : arc < 80 ? `1.${arc - 40}` : `2.${arc - 80}`) : `.${arc}`;
-    arc = 0;
-  }
-  return out;
-}
-
-/** An AlgorithmIdentifier's OID (parameters are not looked at). */
-function algorithmOf(b: Buffer, t: Tlv | undefined): string {
-  const parts = children(b, expectTag(t, 0x30));
-  if (parts.length < 1 || parts.length > 2) throw FALLBACK;
-  return oidOf(b, parts[0]);
-}
 
 /** The parts of a certificate needed to find the signer and its key. */
 interface CertParts {
@@ -402,18 +313,6 @@ function certParts(b: Buffer, node: Tlv): CertParts {
   const spki = expectTag(tbs[i++], 0x30);
   return { node, serial, issuer, spki };
 }
-
-/**
- * An OCTET STRING's octets: primitive, or constructed from primitive chunks (pkijs itself writes
- * attached content that way). Deeper nesting is left to pkijs.
- */
-function octetsOf(b: Buffer, t: Tlv | undefined): Buffer {
-  if (t?.tag === 0x04) return b.subarray(t.body, t.end);
-  const chunks = children(b, expectTag(t, 0x24));
-  return Buffer.concat(chunks.map((c) => octetsOf(b, expectTag(c, 0x04))));
-}
-
-const equalBytes = (b: Buffer, x: Tlv, y: Tlv): boolean => b.subarray(x.start, x.end).equals(b.subarray(y.start, y.end));
 
 /**
  * The fast verification. Returns a verdict only where pkijs would reach the same one; throws FALLBACK
@@ -562,7 +461,7 @@ function verifySignedDataFast(der: Buffer, detached: Buffer | undefined): Signed
   if (key.kind === 'rsa') {
     verified = crypto.verify(hash, signed, key.key, value);
   } else {
-    const p1363 = ecdsaP1363(der, signature, key.size);
+    const p1363 = ecdsaP1363(der, signature.body, signature.end, key.size);
     verified = p1363 !== undefined && crypto.verify(hash, signed, { key: key.key, dsaEncoding: 'ieee-p1363' }, p1363);
   }
   if (!verified) return { ok: false, reason: 'the signature does not verify' };
@@ -578,65 +477,6 @@ function verifySignedDataFast(der: Buffer, detached: Buffer | undefined): Signed
     signerKeys.set(cacheKey, signerKey);
   };
   return { ok: true, signerDer: Buffer.from(certDer), content, remember };
-}
-
-/**
- * The public key of a certificate's SubjectPublicKeyInfo; null for a key the fast path leaves to pkijs.
- * Imported the cheap way where there is one: OpenSSL 3 takes ~150 µs to decode an SPKI, ~10 µs for the
- * same RSA key as PKCS#1 and about half for an EC point as JWK (this runs once per device and process).
- */
-function signerKeyOf(der: Buffer, spki: Tlv): SignerKey | null {
-  const parts = children(der, spki);
-  if (parts.length !== 2) throw FALLBACK;
-  const alg = children(der, expectTag(parts[0], 0x30));
-  const bits = expectTag(parts[1], 0x03);
-  const keyOid = oidOf(der, alg[0]);
-  const params = alg[1];
-  if (bits.end > bits.body && der[bits.body] === 0) {
-    const point = der.subarray(bits.body + 1, bits.end);
-    if (keyOid === '1.2.840.113549.1.1.1') {
-      return { kind: 'rsa', key: crypto.createPublicKey({ key: point, format: 'der', type: 'pkcs1' }) };
-    }
-    const curve = keyOid === '1.2.840.10045.2.1' && params?.tag === 0x06 ? JWK_CURVES[oidOf(der, params)] : undefined;
-    if (curve && point.length === 1 + 2 * curve.size && point[0] === 0x04) {
-      const x = point.subarray(1, 1 + curve.size).toString('base64url');
-      const y = point.subarray(1 + curve.size).toString('base64url');
-      return { kind: 'ec', key: crypto.createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' }), size: curve.size };
-    }
-  }
-  // Anything else (compressed points, other algorithms): OpenSSL decides what the key is.
-  const key = crypto.createPublicKey({ key: der.subarray(spki.start, spki.end), format: 'der', type: 'spki' });
-  if (key.asymmetricKeyType === 'rsa') return { kind: 'rsa', key };
-  if (key.asymmetricKeyType === 'ec') {
-    const size = CURVES[key.asymmetricKeyDetails?.namedCurve ?? ''];
-    return size ? { kind: 'ec', key, size } : null;
-  }
-  return null;
-}
-
-/**
- * An ECDSA-Sig-Value (SEQUENCE { r INTEGER, s INTEGER }) as r || s, each left-padded to the field size,
- * read as leniently as pkijs reads it (redundant leading zeros, missing sign bytes); undefined if it is
- * not one, which cannot verify.
- */
-function ecdsaP1363(der: Buffer, signature: Tlv, size: number): Buffer | undefined {
-  try {
-    const seq = tlv(der, signature.body, signature.end);
-    if (seq.tag !== 0x30 || seq.end !== signature.end) return undefined;
-    const ints = children(der, seq);
-    if (ints.length !== 2 || ints[0]!.tag !== 0x02 || ints[1]!.tag !== 0x02) return undefined;
-    const out = Buffer.alloc(2 * size);
-    for (let n = 0; n < 2; n++) {
-      let from = ints[n]!.body;
-      const end = ints[n]!.end;
-      while (from < end && der[from] === 0) from++;
-      if (end - from > size) return undefined;
-      der.copy(out, (n + 1) * size - (end - from), from, end);
-    }
-    return out;
-  } catch {
-    return undefined;
-  }
 }
 
 /** DER requires a SET OF to be sorted by encoding; verifiers such as OpenSSL re-encode signed attributes. */
