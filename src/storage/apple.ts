@@ -17,7 +17,7 @@ import type { Sealer } from '../pki/sealed';
 import { cancelOpenCommands, takeNextSql } from './commands';
 import type { Db } from './db';
 import { eventRow } from './events';
-import type { EnrollmentToken, PgTokenStore } from './tokens';
+import { ENROLLMENT_TOKEN_COLUMNS as TOKEN_COLUMNS, usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
 
 /** How long a profile's SCEP challenge stays good (at most; never past the token's own expiry). */
 export const CHALLENGE_TTL_MS = 24 * 3600 * 1000;
@@ -87,6 +87,33 @@ const IDENTIFY_AND_TAKE = `
   SELECT ch.id AS enrollment_id, ch.device_id, ch.status, t.id AS command_id, t.type AS command_type, t.payload AS command_payload
     FROM ch LEFT JOIN taken t ON true`;
 
+const LIVE_CHALLENGE = `SELECT enrollment_token_id FROM scep_challenges WHERE challenge_hash = $1 AND used_at IS NULL AND expires_at > now()`;
+
+/**
+ * Spends a challenge and one use of its token, records the certificate and an event, and returns the
+ * token; no row when the challenge is gone or the token cannot enroll. The challenge row is updated
+ * first, so of two requests racing with one challenge only one gets past it; a token used up by a
+ * racing enrollment (seen once its row lock is released) leaves this challenge spent and no certificate.
+ */
+const SPEND_CHALLENGE = `
+  WITH spent AS (
+    UPDATE scep_challenges c SET used_at = now()
+     WHERE c.challenge_hash = :hash AND c.used_at IS NULL AND c.expires_at > now()
+       AND EXISTS (SELECT 1 FROM enrollment_tokens t WHERE t.id = c.enrollment_token_id AND t.platform = 'apple' AND ${usableTokenSql('t')})
+     RETURNING c.enrollment_token_id
+  ), tok AS (
+    UPDATE enrollment_tokens t SET uses = t.uses + 1
+      FROM spent WHERE t.id = spent.enrollment_token_id AND ${usableTokenSql('t')}
+     RETURNING t.*
+  ), cert AS (
+    INSERT INTO issued_certificates (serial, sha256, subject, purpose, not_before, not_after, pem, enrollment_token_id)
+    SELECT :serial, :sha256, :subject, 'device_identity', :not_before, :not_after, :pem, tok.id FROM tok
+  ), ev AS (
+    INSERT INTO events (type, actor, data)
+    SELECT 'apple.identity_issued', 'enrollment_token:' || tok.id, :event::jsonb FROM tok
+  )
+  SELECT ${TOKEN_COLUMNS.map((c) => `tok.${c}`).join(', ')} FROM tok`;
+
 const hashChallenge = (challenge: string) => crypto.createHash('sha256').update(challenge, 'utf8').digest('hex');
 
 export class PgAppleStore {
@@ -111,36 +138,35 @@ export class PgAppleStore {
   }
 
   /**
-   * A PKCSReq: the challenge must be live and unused; the certificate is made outside the transaction,
-   * then the challenge and one use of its token are spent and the certificate recorded, all or nothing.
+   * A PKCSReq: the challenge must be live and unused. The certificate is made only after that check,
+   * then one statement spends the challenge and one use of its token and records the certificate and
+   * an event: all or nothing, and two round trips in all (this runs once per device enrollment).
    */
   async issueForChallenge(challenge: string | undefined, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
     if (!challenge) return { ok: false, reason: 'no challenge password in the request' };
     const hash = hashChallenge(challenge);
-    const live = await this.db('scep_challenges').where({ challenge_hash: hash }).whereNull('used_at').where('expires_at', '>', this.db.fn.now()).first('enrollment_token_id');
-    if (!live) return { ok: false, reason: 'unknown, used or expired challenge' };
-    const certificate = await issue();
+    const { rows: live } = await this.handout.query<{ enrollment_token_id: string }>({ name: 'mooring_scep_challenge', text: LIVE_CHALLENGE, values: [hash] });
+    if (!live[0]) return { ok: false, reason: 'unknown, used or expired challenge' };
+    const c = await issue();
+    const { rows } = await this.db.raw<{ rows: EnrollmentToken[] }>(SPEND_CHALLENGE, {
+      hash,
+      serial: c.serial,
+      sha256: c.sha256,
+      subject: c.subject,
+      not_before: c.notBefore,
+      not_after: c.notAfter,
+      pem: c.pem,
+      event: JSON.stringify({ serial: c.serial }),
+    });
+    const token = rows[0];
+    if (token) return { ok: true, token, certificate: c };
+    // Why not: its token can no longer enroll (say which way), or the challenge was used meanwhile.
     try {
-      return await this.db.transaction(async (trx) => {
-        const [spent] = await trx('scep_challenges')
-          .where({ challenge_hash: hash })
-          .whereNull('used_at')
-          .where('expires_at', '>', trx.fn.now())
-          .update({ used_at: trx.fn.now() })
-          .returning('enrollment_token_id');
-        if (!spent) return { ok: false as const, reason: 'the challenge was used meanwhile' };
-        const token = await this.tokens.redeemEnrollmentTokenById(spent.enrollment_token_id as string, 'apple', trx);
-        await trx('issued_certificates').insert(certificateRow(certificate, token.id));
-        await trx('events').insert(eventRow({ type: 'apple.identity_issued', actor: `enrollment_token:${token.id}`, data: { serial: certificate.serial } }));
-        return { ok: true as const, token, certificate };
-      });
+      await this.tokens.checkEnrollmentTokenById(live[0].enrollment_token_id, 'apple');
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'token_revoked' || code === 'token_expired' || code === 'token_used_up' || code === 'enrollment_token_not_found') {
-        return { ok: false, reason: `enrollment token: ${code}` };
-      }
-      throw err;
+      return { ok: false, reason: `enrollment token: ${(err as { code?: string }).code ?? 'unusable'}` };
     }
+    return { ok: false, reason: 'the challenge was used meanwhile' };
   }
 
   /** A RenewalReq signed by a live identity of ours: the new certificate inherits its token and device. */

@@ -37,7 +37,7 @@ export interface EnrollmentToken {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
-const ENROLLMENT_TOKEN_COLUMNS: string[] = [
+export const ENROLLMENT_TOKEN_COLUMNS: string[] = [
   'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref',
   'one_time', 'max_uses', 'uses', 'expires_at', 'revoked_at', 'created_by', 'created_at',
 ];
@@ -147,6 +147,12 @@ export class PgTokenStore {
     return refusal(conn, { id }, platform);
   }
 
+  /** `checkEnrollmentToken` for a token known by id. */
+  async checkEnrollmentTokenById(id: string, platform: Platform): Promise<EnrollmentToken> {
+    const row = (await usable(this.db, { id }, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
+    return row ?? refusal(this.db, { id }, platform);
+  }
+
   /**
    * The same checks as redeem, without spending a use or locking the row: for steps before the
    * enrollment itself (a policy request, a sign-in page) and for doing slow work before redeeming.
@@ -160,14 +166,18 @@ export class PgTokenStore {
 
 type TokenKey = { token_hash: string } | { id: string };
 
+/**
+ * When a token can still enroll a device, as SQL over the row `t`: not revoked, not expired, not used
+ * up. The one statement of this rule; storage/apple.ts folds it into its SCEP issuance statement.
+ */
+export function usableTokenSql(t: string): string {
+  return `${t}.revoked_at IS NULL AND (${t}.expires_at IS NULL OR ${t}.expires_at > now())` +
+    ` AND (${t}.one_time = false OR ${t}.uses = 0) AND (${t}.max_uses IS NULL OR ${t}.uses < ${t}.max_uses)`;
+}
+
 /** Tokens with this digest (or id) that can still enroll a device. */
 function usable(conn: Db, key: TokenKey, platform: Platform) {
-  return conn('enrollment_tokens')
-    .where({ ...key, platform })
-    .whereNull('revoked_at')
-    .where((w) => w.whereNull('expires_at').orWhere('expires_at', '>', conn.fn.now()))
-    .where((w) => w.where('one_time', false).orWhere('uses', 0))
-    .where((w) => w.whereNull('max_uses').orWhereRaw('uses < max_uses'));
+  return conn('enrollment_tokens').where({ ...key, platform }).whereRaw(usableTokenSql('enrollment_tokens'));
 }
 
 /** Why a token cannot be used, as a stable code. */

@@ -11,6 +11,7 @@ import type { RunningWorker } from '../../src/worker';
 import { ApnsMock, createApnsTestPki, type ApnsTestPki } from '../helpers/apns-mock';
 import { CONTENT_TYPES, SimulatedAppleDevice } from '../helpers/apple-device';
 import { eventually } from '../helpers/recording-provider';
+import { ScepClient } from '../helpers/scep-client';
 import { startAppleServer, type AppleTestServer } from '../helpers/apple-server';
 import type { TestServer } from '../helpers/server';
 
@@ -268,4 +269,22 @@ it('also accepts the identity as a TLS client certificate (SignMessage off), and
   const header = `:${d.identity!.certDer.toString('base64')}:`;
   const unproxied = await s.api.put('/mdm/connect').set('content-type', CONTENT_TYPES.report).set('client-cert', header).send(body);
   expect(unproxied.status).toBe(400);
+});
+
+it('issues one certificate for a challenge sent twice at once, and spends one token use', async () => {
+  const url = await enrollUrl({ max_uses: 5 });
+  const d = SimulatedAppleDevice.create({ os: 'ios', caPem: s.m.ca.certPem });
+  expect((await d.fetchProfile(url)).verified).toBe(true);
+  const challenge = d.profile!.challenge!;
+  const clients = await Promise.all([ScepClient.create('a'), ScepClient.create('b')]);
+  const messages = await Promise.all(clients.map((c) => c.request({ caCertPem: s.m.ca.certPem, challenge, encryption: 'aes256' })));
+  const scepUrl = `${d.profile!.scepUrl}?operation=PKIOperation`;
+  const answers = await Promise.all(messages.map((m) => d.send(scepUrl, CONTENT_TYPES.pkiMessage, m.der, { signWith: null, method: 'POST' })));
+  const results = await Promise.all(answers.map((a, i) => clients[i]!.checkCertRep(a.body, { caCert: s.m.ca.certPem, transactionId: messages[i]!.transactionId, senderNonce: messages[i]!.senderNonce })));
+  expect(results.map((r) => r.status).sort()).toEqual(['FAILURE', 'SUCCESS']);
+  expect(results.find((r) => r.status === 'FAILURE')!.failInfo).toBe('badRequest');
+  const token = await s.m.db('enrollment_tokens').whereNotNull('max_uses').orderBy('created_at', 'desc').first('id', 'uses');
+  expect(token.uses).toBe(1);
+  const certs = await s.m.db('issued_certificates').where({ enrollment_token_id: token.id }).select('id');
+  expect(certs).toHaveLength(1);
 });
