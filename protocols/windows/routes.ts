@@ -141,7 +141,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       serverNonce: crypto.randomBytes(24).toString('base64'),
       pollIntervalMinutes: deps.pollMinutes,
       entDeviceName: request.context.DeviceName,
-      entDmId: enrolled.device.id,
+      entDmId: enrolled.deviceId,
     });
     return { xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
   }));

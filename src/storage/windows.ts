@@ -9,7 +9,8 @@ import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
-import type { PgTokenStore } from './tokens';
+import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
+import { usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
 
 export interface WindowsEnrollInput {
   token: string;
@@ -33,6 +34,36 @@ export interface ManagedChannel {
   /** The WNS channel URI, once the device reported one and while WNS has not called it dead. */
   push_token: string | null;
 }
+
+/**
+ * A first enrollment in one statement: one use of the token (the token rule from storage/tokens.ts),
+ * the device, its channel bound to the certificate, the certificate record and the event. No row when
+ * the token can no longer enroll or the DeviceID already has a channel (a re-enrollment).
+ */
+const ENROLL_NEW = `
+  WITH tok AS (
+    UPDATE enrollment_tokens t SET uses = t.uses + 1
+     WHERE t.token_hash = :hash AND t.platform = 'windows' AND ${usableTokenSql('t')}
+       AND NOT EXISTS (SELECT 1 FROM enrollments WHERE platform = 'windows' AND channel_key = :channel)
+     RETURNING t.id, t.ownership, t.user_ref, t.policy_id
+  ), dev AS (
+    INSERT INTO devices (platform, status, ownership, mode, hardware_id, os_version, name, user_ref, policy_id, enrolled_at, last_seen_at, inventory)
+    SELECT 'windows', 'enrolled', tok.ownership, :mode, :hw, :os, :name, coalesce(:upn, tok.user_ref), tok.policy_id, now(), now(), '{}' FROM tok
+    RETURNING id
+  ), enr AS (
+    INSERT INTO enrollments (device_id, platform, channel_key, channel_type, status, cert_sha256, last_seen_at)
+    SELECT dev.id, 'windows', :channel, 'device', 'enrolled', :sha256, now() FROM dev
+    RETURNING id, device_id
+  ), cert AS (
+    INSERT INTO issued_certificates (serial, sha256, subject, purpose, device_id, enrollment_id, not_before, not_after, pem)
+    SELECT :serial, :sha256, :subject, 'device_identity', enr.device_id, enr.id, :not_before, :not_after, :pem FROM enr
+  ), ev AS (
+    INSERT INTO events (type, device_id, actor, data)
+    SELECT 'device.enrolled', enr.device_id, 'enrollment_token:' || tok.id,
+           jsonb_build_object('platform', 'windows', 'mode', :mode::text, 'enrollment_token_id', tok.id)
+      FROM enr, tok
+  )
+  SELECT enr.device_id, enr.id AS enrollment_id FROM enr`;
 
 const RECORD_SESSION = `
   WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1)
@@ -60,11 +91,44 @@ export class PgWindowsStore {
     );
   }
 
-  async enroll(input: WindowsEnrollInput): Promise<{ device: Device; enrollment: Enrollment; certificate: IssuedCertificate; reenrolled: boolean }> {
-    // The certificate is made before the transaction, so the token's row is locked only for the
-    // writes: concurrent enrollments with one token do not queue behind each other's signing.
+  async enroll(input: WindowsEnrollInput): Promise<{ deviceId: string; enrollmentId: string; certificate: IssuedCertificate; reenrolled: boolean }> {
+    // The certificate is made before any write, so the token's row is locked only for the writes:
+    // concurrent enrollments with one token do not queue behind each other's signing.
     const token = await this.tokens.checkEnrollmentToken(input.token, 'windows');
     const certificate = await input.issue();
+    // A device seen for the first time (the usual case) is one statement; a re-enrollment, a token
+    // that changed meanwhile or a race on the same DeviceID take the transaction below.
+    const first = await this.#enrollNew(input, certificate);
+    if (first) return { ...first, certificate, reenrolled: false };
+    const done = await this.#enrollInTransaction(input, token, certificate);
+    return { deviceId: done.device.id, enrollmentId: done.enrollment.id, certificate, reenrolled: done.reenrolled };
+  }
+
+  async #enrollNew(input: WindowsEnrollInput, c: IssuedCertificate): Promise<{ deviceId: string; enrollmentId: string } | undefined> {
+    try {
+      const { rows } = await this.db.raw<{ rows: Array<{ device_id: string; enrollment_id: string }> }>(ENROLL_NEW, {
+        hash: hashSecret(normalizeEnrollmentToken(input.token)),
+        channel: input.deviceId,
+        mode: input.mode,
+        hw: input.hwDevId ?? input.deviceId,
+        os: input.osVersion ?? null,
+        name: input.deviceName ?? null,
+        upn: input.userPrincipalName ?? null,
+        serial: c.serial,
+        sha256: c.sha256,
+        subject: c.subject,
+        not_before: c.notBefore,
+        not_after: c.notAfter,
+        pem: c.pem,
+      });
+      return rows[0] ? { deviceId: rows[0].device_id, enrollmentId: rows[0].enrollment_id } : undefined;
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') return undefined; // the same DeviceID enrolled at this moment
+      throw err;
+    }
+  }
+
+  async #enrollInTransaction(input: WindowsEnrollInput, token: EnrollmentToken, certificate: IssuedCertificate): Promise<{ device: Device; enrollment: Enrollment; reenrolled: boolean }> {
     return this.db.transaction(async (trx) => {
       const facts = {
         platform: 'windows',
@@ -118,7 +182,7 @@ export class PgWindowsStore {
           data: { platform: 'windows', mode: input.mode, enrollment_token_id: token.id },
         }),
       );
-      return { device: device!, enrollment: enrollment!, certificate, reenrolled: Boolean(channel) };
+      return { device: device!, enrollment: enrollment!, reenrolled: Boolean(channel) };
     });
   }
 

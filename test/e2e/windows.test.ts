@@ -282,6 +282,28 @@ describe('enrollment refusals', () => {
     expect(readFault(res.body)).toMatchObject({ subcode: 'MessageFormat' });
   });
 
+  it('records a first enrollment whole (device, channel, certificate, event, one token use), and a second one of the same PC as a re-enrollment', async () => {
+    const { id: tokenId, token } = await windowsToken(s, { max_uses: 2 });
+    const device = pc();
+    await device.discover('9.0');
+    expect((await device.enroll({ password: token })).status).toBe(200);
+    const id = await adminIdOf(device);
+    const enrollment = await s.m.db('enrollments').where({ device_id: id }).first('id', 'cert_sha256', 'status');
+    const certs = await s.m.db('issued_certificates').where({ device_id: id }).select('sha256', 'enrollment_id');
+    expect(certs).toEqual([{ sha256: enrollment.cert_sha256, enrollment_id: enrollment.id }]);
+    expect(enrollment.status).toBe('enrolled');
+    expect((await s.m.db('enrollment_tokens').where({ id: tokenId }).first('uses')).uses).toBe(1);
+    const events = await s.api.get('/api/v1/events').query({ device_id: id }).expect(200);
+    expect(events.body.items.map((e: { type: string }) => e.type)).toContain('device.enrolled');
+
+    expect((await device.enroll({ password: token })).status).toBe(200);
+    expect(await adminIdOf(device)).toBe(id);
+    const again = await s.api.get('/api/v1/events').query({ device_id: id, type: 'device.reenrolled' }).expect(200);
+    expect(again.body.items).toHaveLength(1);
+    expect((await s.m.db('enrollment_tokens').where({ id: tokenId }).first('uses')).uses).toBe(2);
+    expect(await s.m.db('issued_certificates').where({ device_id: id }).select('id')).toHaveLength(2);
+  });
+
   it('refuses a CSR whose signature does not verify, without spending a one-time token', async () => {
     const { token } = await windowsToken(s, { one_time: true });
     const device = pc();
