@@ -6,15 +6,16 @@
  *   REDIS_URL      Redis for the queue backend; unset: BullMQ on Postgres
  *   BENCH_*        sizes for a quick try (see README.md); REPORT.md is only written at the issue's sizes
  */
-import { positiveInt } from './lib/settings';
-import os from 'node:os';
+import { databaseSettings, positiveInt } from './lib/settings';
 import path from 'node:path';
 import type { Db } from '../src/storage/db';
-import { provisionDatabase } from './lib/database';
+import { onDatabase, runMain } from './lib/entry';
+import { loadAverage, machine } from './lib/host';
 import { progress } from './lib/log';
 import { upsertReport, writeJson, type BenchResults } from './lib/report';
 import { startRuntime, type BenchRuntime } from './lib/runtime';
 import { seedFleet } from './lib/seed';
+import { printSummary } from './lib/summary';
 import { round, timed } from './lib/stats';
 import { benchBulkEnqueue } from './scenarios/bulk-enqueue';
 import { benchNextCommand } from './scenarios/next-command';
@@ -36,9 +37,8 @@ interface BenchSettings {
 function readSettings(env: NodeJS.ProcessEnv): BenchSettings {
   const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
+    ...databaseSettings(env),
     redisUrl: env.REDIS_URL || undefined,
-    poolMax: env.MOORING_DB_POOL_MAX || undefined,
     devices: int('BENCH_DEVICES', DEFAULTS.devices),
     repeats: int('BENCH_REPEATS', DEFAULTS.repeats),
     pollers: int('BENCH_POLLERS', DEFAULTS.pollers),
@@ -50,21 +50,18 @@ function readSettings(env: NodeJS.ProcessEnv): BenchSettings {
 
 async function main(): Promise<number> {
   const settings = readSettings(process.env);
-  progress(settings.databaseUrl ? 'database: a throwaway database on DATABASE_URL' : 'database: starting an embedded Postgres in a temp dir');
-  const database = await provisionDatabase(settings.databaseUrl);
   let rt: BenchRuntime | undefined;
-  try {
-    rt = await startRuntime({ databaseUrl: database.url, redisUrl: settings.redisUrl, poolMax: settings.poolMax });
-    progress(`runtime up: queue backend ${rt.m.queues.kind} (namespace ${rt.queueNamespace}), pool max ${rt.m.config.dbPoolMax}`);
-    const results = await runScenarios(rt, database.server, settings);
-    report(results, settings);
-    return results.next_command.checks.ok ? 0 : 1;
-  } finally {
-    progress('stopping');
-    await rt?.close();
-    await database.close();
-    progress('done');
-  }
+  return onDatabase(
+    settings.databaseUrl,
+    async (database) => {
+      rt = await startRuntime({ databaseUrl: database.url, redisUrl: settings.redisUrl, poolMax: settings.poolMax });
+      progress(`runtime up: queue backend ${rt.m.queues.kind} (namespace ${rt.queueNamespace}), pool max ${rt.m.config.dbPoolMax}`);
+      const results = await runScenarios(rt, database.server, settings);
+      report(results, settings);
+      return results.next_command.checks.ok ? 0 : 1;
+    },
+    async () => rt?.close(),
+  );
 }
 
 async function runScenarios(rt: BenchRuntime, server: 'external' | 'embedded', s: BenchSettings): Promise<BenchResults> {
@@ -86,21 +83,6 @@ async function runScenarios(rt: BenchRuntime, server: 'external' | 'embedded', s
   };
 }
 
-function machine(): BenchResults['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    memory_gib: round(os.totalmem() / 2 ** 30, 1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-  };
-}
-
-function loadAverage(): number[] {
-  return os.loadavg().map((l) => round(l, 2));
-}
-
 async function postgresInfo(db: Db): Promise<Pick<BenchResults['database'], 'version' | 'synchronous_commit' | 'shared_buffers'>> {
   const { rows } = await db.raw<{ rows: Array<{ version: string; synchronous_commit: string; shared_buffers: string }> }>(
     `SELECT version(), current_setting('synchronous_commit') AS synchronous_commit, current_setting('shared_buffers') AS shared_buffers`,
@@ -115,8 +97,7 @@ function report(results: BenchResults, s: BenchSettings): void {
   if (atIssueSizes) upsertReport(path.join(benchDir, 'REPORT.md'), results);
   const b = results.bulk_enqueue;
   const n = results.next_command;
-  const lines = [
-    '',
+  printSummary([
     `bulk enqueue ${b.devices} devices: enqueueBulk ${b.service.median_seconds} s (floor ${b.floor.median_seconds} s, ${b.service_vs_floor}x)` +
       (b.http ? `, HTTP ${b.http.median_seconds} s (${b.http_vs_floor}x)` : '') +
       ` -> ${b.pass ? 'PASS' : 'FAIL'} (target < ${b.target_seconds} s)`,
@@ -125,17 +106,7 @@ function report(results: BenchResults, s: BenchSettings): void {
       ` next+report ${n.next_report.ops_per_second} cycles/s`,
     `delivery checks: ${n.checks.ok ? 'ok' : n.checks.problems.join('; ')}`,
     `results: bench/results/latest.json${atIssueSizes ? ', bench/REPORT.md' : ' (REPORT.md left alone: not the issue\'s sizes)'}`,
-    '',
-  ];
-  process.stdout.write(lines.join('\n'));
+  ]);
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench', main);

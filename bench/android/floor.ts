@@ -7,7 +7,7 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { createServer } from 'node:http';
-import { closeServer, listenLoopback } from './runtime';
+import { closeServer, listenLoopback } from '../lib/listen';
 
 export interface FloorServer {
   port: number;

@@ -2,7 +2,7 @@
  * bench/android/REPORT.md: one generated section between markers, replaced on each run; text outside
  * the markers (notes written by hand) is kept.
  */
-import fs from 'node:fs';
+import { pct, writeSection } from '../lib/section';
 
 export interface PhaseStats {
   name: string;
@@ -54,16 +54,7 @@ replaced on each run; notes outside it are kept.
 `;
 
 export function writeReport(file: string, r: AndroidBenchResults): void {
-  const section = `${START}\n${render(r)}\n${END}`;
-  const current = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : HEADER;
-  const from = current.indexOf(START);
-  const to = current.indexOf(END);
-  const next = from >= 0 && to > from ? current.slice(0, from) + section + current.slice(to + END.length) : `${current.trimEnd()}\n\n${section}\n`;
-  fs.writeFileSync(file, next);
-}
-
-function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
+  writeSection(file, START, END, HEADER, render(r));
 }
 
 function render(r: AndroidBenchResults): string {

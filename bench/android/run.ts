@@ -18,14 +18,18 @@
  * informational phase sends the same check-ins without a credential: Mooring's middleware and its 401
  * answer, no SQL, which splits the gap into HTTP-stack cost and database work.
  */
-import { positiveInt } from '../lib/settings';
-import os from 'node:os';
+import { databaseSettings, positiveInt } from '../lib/settings';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { recordSteps, type StepTime } from '../lib/breakdown';
-import { provisionDatabase } from '../lib/database';
+import { closeQuietly, onDatabase, runMain } from '../lib/entry';
+import { better } from '../lib/floors';
+import { loadAverage, machine, postgresInfo, shuffle } from '../lib/host';
 import { progress } from '../lib/log';
-import { percentile, round } from '../lib/stats';
+import { ProblemLog } from '../lib/problems';
+import { playRounds, ProcessMeter } from '../lib/rounds';
+import { checksLine, printSummary } from '../lib/summary';
+import { latencyMs, round } from '../lib/stats';
 import { LoadClient, type LoadRequest, type RequestResult, type RoundResult } from './client';
 import { startFloor, type FloorServer } from './floor';
 import { writeReport, type AndroidBenchResults, type PhaseStats } from './report';
@@ -55,8 +59,7 @@ interface Dpc {
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
-    poolMax: env.MOORING_DB_POOL_MAX || undefined,
+    ...databaseSettings(env),
     devices: int('BENCH_ANDROID_DEVICES', 500),
     concurrency: int('BENCH_ANDROID_CONCURRENCY', 32),
     seconds: int('BENCH_ANDROID_SECONDS', 10),
@@ -66,28 +69,23 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
 
 async function main(): Promise<number> {
   const s = readSettings(process.env);
-  progress(s.databaseUrl ? 'database: a throwaway database on DATABASE_URL' : 'database: starting an embedded Postgres in a temp dir');
-  const database = await provisionDatabase(s.databaseUrl);
   let rt: AndroidRuntime | undefined;
   let floor: FloorServer | undefined;
   let client: LoadClient | undefined;
-  try {
-    rt = await startAndroidRuntime({ databaseUrl: database.url, poolMax: s.poolMax });
-    floor = await startFloor(CHECKIN_PATH);
-    client = new LoadClient();
-    progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}`);
-    const results = await runBench(rt, floor, client, database.server, s);
-    writeReport(path.join(__dirname, 'REPORT.md'), results);
-    printSummary(results);
-    return results.checks.ok ? 0 : 1;
-  } finally {
-    progress('stopping');
-    await client?.close().catch(() => undefined);
-    await floor?.close().catch(() => undefined);
-    await rt?.close().catch(() => undefined);
-    await database.close();
-    progress('done');
-  }
+  return onDatabase(
+    s.databaseUrl,
+    async (database) => {
+      rt = await startAndroidRuntime({ databaseUrl: database.url, poolMax: s.poolMax });
+      floor = await startFloor(CHECKIN_PATH);
+      client = new LoadClient();
+      progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}`);
+      const results = await runBench(rt, floor, client, database.server, s);
+      writeReport(path.join(__dirname, 'REPORT.md'), results);
+      printResults(results);
+      return results.checks.ok ? 0 : 1;
+    },
+    () => closeQuietly(client, floor, rt),
+  );
 }
 
 async function runBench(rt: AndroidRuntime, floor: FloorServer, client: LoadClient, server: 'external' | 'embedded', s: Settings): Promise<AndroidBenchResults> {
@@ -144,7 +142,7 @@ async function runBench(rt: AndroidRuntime, floor: FloorServer, client: LoadClie
   const checkins = await phase('check-ins', s, checkinRound);
   const floorAfter = await phase('floor (after)', s, floorRound);
   const stack = await phase('Mooring HTTP stack, no SQL (401)', s, stackRound);
-  const floorUsed = floorAfter.requests_per_second > floorBefore.requests_per_second ? floorAfter : floorBefore;
+  const floorUsed = better(floorBefore, floorAfter, (p) => p.requests_per_second);
 
   // ---- one profiled round (not counted in the rates): SQL statements per check-in ----
   const profile = await profiledRound(rt, checkinRound, dpcs.length);
@@ -156,7 +154,7 @@ async function runBench(rt: AndroidRuntime, floor: FloorServer, client: LoadClie
     date: new Date().toISOString(),
     machine: machine(),
     load_average: { start: loadStart, end: loadAverage() },
-    database: { server, ...(await postgresInfo(rt)), pool_max: m.config.dbPoolMax },
+    database: { server, ...(await postgresInfo(m.db)), pool_max: m.config.dbPoolMax },
     settings: { devices: dpcs.length, concurrency: s.concurrency, seconds: s.seconds, max_rounds: s.maxRounds },
     enroll_seconds: round(enrollSeconds, 1),
     floor_runs: [floorBefore, floorAfter],
@@ -255,33 +253,9 @@ type Round = (measure: Measure) => Promise<RoundResult>;
 
 /** Rounds until `seconds` of round time are measured (or maxRounds); only the rounds' requests are timed. */
 async function phase(name: string, s: Settings, playRound: Round): Promise<PhaseStats> {
-  let measuredMs = 0;
-  let rounds = 0;
-  const latencies: number[] = [];
-  let errors = 0;
-  let eluTotal = { idle: 0, active: 0 };
-  let cpuMicros = 0;
-  const measure: Measure = async (timedPart) => {
-    const elu = performance.eventLoopUtilization();
-    const cpu0 = process.cpuUsage();
-    try {
-      return await timedPart();
-    } finally {
-      const cpu = process.cpuUsage(cpu0);
-      cpuMicros += cpu.user + cpu.system;
-      const d = performance.eventLoopUtilization(elu);
-      eluTotal = { idle: eluTotal.idle + d.idle, active: eluTotal.active + d.active };
-    }
-  };
-  while (measuredMs < s.seconds * 1000 && rounds < s.maxRounds) {
-    const r = await playRound(measure);
-    measuredMs += r.elapsedMs;
-    rounds += 1;
-    for (const res of r.results) {
-      if (res.status === 200) latencies.push(res.ms);
-      else errors += 1;
-    }
-  }
+  const meter = new ProcessMeter();
+  const measure: Measure = (timedPart) => meter.measure(timedPart);
+  const { measuredMs, rounds, latencies, errors } = await playRounds(s, () => playRound(measure), (res) => res.status === 200);
   const seconds = measuredMs / 1000;
   const stats: PhaseStats = {
     name,
@@ -290,15 +264,10 @@ async function phase(name: string, s: Settings, playRound: Round): Promise<Phase
     errors,
     seconds: round(seconds),
     requests_per_second: round(latencies.length / seconds, 1),
-    latency_ms: {
-      p50: round(percentile(latencies, 50)),
-      p95: round(percentile(latencies, 95)),
-      p99: round(percentile(latencies, 99)),
-      max: round(percentile(latencies, 100)),
-    },
-    main_loop_utilization: round(eluTotal.active / (eluTotal.active + eluTotal.idle || 1), 3),
-    process_cpu_seconds: round(cpuMicros / 1e6, 2),
-    cpu_ms_per_request: round(cpuMicros / 1000 / Math.max(1, latencies.length + errors), 3),
+    latency_ms: latencyMs(latencies),
+    main_loop_utilization: round(meter.loopShare, 3),
+    process_cpu_seconds: round(meter.cpuMicros / 1e6, 2),
+    cpu_ms_per_request: round(meter.cpuMicros / 1000 / Math.max(1, latencies.length + errors), 3),
   };
   progress(
     `${name}: ${stats.requests_per_second} req/s over ${stats.seconds} s (${rounds} rounds, ${stats.requests} requests, ${errors} errors), ` +
@@ -355,16 +324,9 @@ async function profiledRound(
 
 // ---- correctness ----
 
-class Ledger {
+class Ledger extends ProblemLog {
   readonly seen = new Set<string>();
   checkins = 0;
-  problems = 0;
-  readonly samples: string[] = [];
-
-  problem(msg: string): void {
-    this.problems += 1;
-    if (this.samples.length < 10) this.samples.push(msg);
-  }
 
   checkin(d: Dpc, res: RequestResult, expected: Map<string, string>): void {
     this.checkins += 1;
@@ -399,66 +361,18 @@ async function databaseChecks(rt: AndroidRuntime, ledger: Ledger): Promise<strin
   return problems;
 }
 
-// ---- helpers ----
+// ---- summary ----
 
-function shuffle<T>(items: T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-function machine(): AndroidBenchResults['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    memory_gib: round(os.totalmem() / 2 ** 30, 1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-  };
-}
-
-function loadAverage(): number[] {
-  return os.loadavg().map((l) => round(l, 2));
-}
-
-async function postgresInfo(rt: AndroidRuntime): Promise<{ version: string; synchronous_commit: string }> {
-  const { rows } = await rt.m.db.raw<{ rows: Array<{ version: string; synchronous_commit: string }> }>(
-    `SELECT version(), current_setting('synchronous_commit') AS synchronous_commit`,
-  );
-  return rows[0]!;
-}
-
-function printSummary(r: AndroidBenchResults): void {
-  const lines = [
-    '',
+function printResults(r: AndroidBenchResults): void {
+  printSummary([
     `android check-ins (1 command each), ${r.settings.devices} devices, ${r.settings.concurrency} concurrent keep-alive clients:`,
     `  check-ins  ${r.checkins.requests_per_second} /s  (p50 ${r.checkins.latency_ms.p50} ms, p99 ${r.checkins.latency_ms.p99} ms)`,
     `  floor      ${r.floor.requests_per_second} req/s (bare express + express.json(); runs ${r.floor_runs.map((f) => f.requests_per_second).join(' / ')}, higher used)`,
     `  ratio      ${(r.ratio * 100).toFixed(1)}% -> ${r.pass ? 'PASS' : 'FAIL'} (target >= ${r.target_ratio * 100}%)`,
     `  profile    ${r.profile.statements_per_checkin} SQL statements per check-in`,
-    `  checks     ${r.checks.ok ? `ok: ${r.checks.checkins} check-ins, each got exactly its own command, none handed out twice` : `FAILED (${r.checks.problem_count}): ${r.checks.problems.join('; ')}`}`,
+    checksLine(r.checks, `ok: ${r.checks.checkins} check-ins, each got exactly its own command, none handed out twice`),
     '  report     bench/android/REPORT.md',
-    '',
-  ];
-  process.stdout.write(lines.join('\n'));
+  ]);
 }
 
-const watchdog = setTimeout(() => {
-  process.stderr.write(`bench:android: still running after ${WATCHDOG_MS / 60_000} min; exiting\n`);
-  process.exit(2);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench:android failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench:android', main, WATCHDOG_MS);

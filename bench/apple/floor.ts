@@ -19,7 +19,7 @@ import { Notification } from '@parse/node-apn';
 import express from 'express';
 import { APNS_EXPIRATION_SECONDS } from '../../src/push/apns';
 import type { ApnsMock } from '../../test/helpers/apns-mock';
-import { closeServer, listenHttps, type TlsMaterial } from './runtime';
+import { closeServer, listenHttps, type TlsMaterial } from '../lib/listen';
 
 export interface FloorServer {
   port: number;

@@ -2,7 +2,7 @@
  * bench/apple/REPORT.md: one generated section between markers, replaced on each run; text outside the
  * markers (notes written by hand) is kept.
  */
-import fs from 'node:fs';
+import { pct, writeSection } from '../lib/section';
 import type { CpuDelta } from './cpu';
 import type { ProfileSummary } from './profile';
 
@@ -105,16 +105,7 @@ export function writeReport(file: string, r: AppleBenchResults): void {
   const key = `${r.database.server}-postgres_${r.queue_backend}-queue`;
   const START = `<!-- bench-apple:${key}:start -->`;
   const END = `<!-- bench-apple:${key}:end -->`;
-  const section = `${START}\n${render(r)}\n${END}`;
-  const current = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : HEADER;
-  const from = current.indexOf(START);
-  const to = current.indexOf(END);
-  const next = from >= 0 && to > from ? current.slice(0, from) + section + current.slice(to + END.length) : `${current.trimEnd()}\n\n${section}\n`;
-  fs.writeFileSync(file, next);
-}
-
-export function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
+  writeSection(file, START, END, HEADER, render(r));
 }
 
 const ms = (x: number) => x.toFixed(3);

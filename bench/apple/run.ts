@@ -34,23 +34,28 @@
  */
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { encodePlist } from '../../protocols/apple/plist';
 import { registry } from '../../src/metrics';
 import { PgAppleStore, SEEN_RESOLUTION_SECONDS } from '../../src/storage/apple';
 import { mdmSignature } from '../../test/helpers/apple-device';
-import { provisionDatabase } from '../lib/database';
+import { closeQuietly, onDatabase, runMain } from '../lib/entry';
+import { better as betterOf } from '../lib/floors';
+import { loadAverage, machine, postgresInfo, shuffle } from '../lib/host';
 import { progress } from '../lib/log';
-import { positiveInt } from '../lib/settings';
-import { percentile, round } from '../lib/stats';
+import { ProblemLog } from '../lib/problems';
+import { playRounds, type PhaseLimits } from '../lib/rounds';
+import { pct } from '../lib/section';
+import { databaseSettings, positiveInt } from '../lib/settings';
+import { latencyMs, round } from '../lib/stats';
+import { checksLine, printSummary } from '../lib/summary';
 import { LoadClient, type RoundResult } from './client';
 import { addDelta, CpuMeter, ZERO_DELTA, type CpuDelta } from './cpu';
 import { enrollFleet, createEnrollUrl, seedPushFleet, type EnrolledFleet, type PushFleet } from './fleet';
 import { BareApns, startFloor, waitDelivered, type FloorServer } from './floor';
 import { MainThreadProfiler, type ProfileSummary } from './profile';
-import { pct, writeReport, type AppleBenchResults, type PhaseStats, type PushRun } from './report';
+import { writeReport, type AppleBenchResults, type PhaseStats, type PushRun } from './report';
 import { adminRequest, startAppleRuntime, type AppleRuntime } from './runtime';
 
 export const TARGET_IDLE_RATIO = 0.4;
@@ -84,9 +89,8 @@ interface Settings {
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
+    ...databaseSettings(env),
     redisUrl: env.REDIS_URL || undefined,
-    poolMax: env.MOORING_DB_POOL_MAX || undefined,
     devices: int('BENCH_APPLE_DEVICES', 500),
     enrollConcurrency: int('BENCH_APPLE_ENROLL_CONCURRENCY', 16),
     concurrency: int('BENCH_APPLE_CONCURRENCY', 32),
@@ -112,43 +116,34 @@ function onlySections(raw: string | undefined): Settings['only'] {
 
 async function main(): Promise<number> {
   const s = readSettings(process.env);
-  progress(s.databaseUrl ? 'database: a throwaway database on DATABASE_URL' : 'database: starting an embedded Postgres in a temp dir');
-  const database = await provisionDatabase(s.databaseUrl);
   let rt: AppleRuntime | undefined;
   let floor: FloorServer | undefined;
   let client: LoadClient | undefined;
   let cpu: CpuMeter | undefined;
-  try {
-    rt = await startAppleRuntime({ databaseUrl: database.url, redisUrl: s.redisUrl, poolMax: s.poolMax });
-    floor = await startFloor(rt.tls);
-    client = await LoadClient.start(rt.tls.caPem);
-    cpu = await CpuMeter.open(database.url, s.redisUrl);
-    cpu.clientPid = client.pid;
-    progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}; mock APNs on ${rt.apns.url}; load client pid ${client.pid}`);
-    const results = await runBench(rt, floor, client, cpu, database.server, s);
-    if (s.only.size === 3) writeReport(path.join(__dirname, 'REPORT.md'), results);
-    else progress(`BENCH_APPLE_ONLY=${[...s.only].join(',')}: REPORT.md not written`);
-    printSummary(results);
-    return results.checks.ok ? 0 : 1;
-  } finally {
-    progress('stopping');
-    await client?.close().catch(() => undefined);
-    await cpu?.close().catch(() => undefined);
-    await floor?.close().catch(() => undefined);
-    await rt?.close().catch(() => undefined);
-    await database.close();
-    progress('done');
-  }
+  return onDatabase(
+    s.databaseUrl,
+    async (database) => {
+      rt = await startAppleRuntime({ databaseUrl: database.url, redisUrl: s.redisUrl, poolMax: s.poolMax });
+      floor = await startFloor(rt.tls);
+      client = await LoadClient.start(rt.tls.caPem);
+      cpu = await CpuMeter.open(database.url, s.redisUrl);
+      cpu.clientPid = client.pid;
+      progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}; mock APNs on ${rt.apns.url}; load client pid ${client.pid}`);
+      const results = await runBench(rt, floor, client, cpu, database.server, s);
+      if (s.only.size === 3) writeReport(path.join(__dirname, 'REPORT.md'), results);
+      else progress(`BENCH_APPLE_ONLY=${[...s.only].join(',')}: REPORT.md not written`);
+      printResults(results);
+      return results.checks.ok ? 0 : 1;
+    },
+    () => closeQuietly(client, cpu, floor, rt),
+  );
 }
 
-class Ledger {
-  problems = 0;
-  readonly samples: string[] = [];
+class Ledger extends ProblemLog {
   readonly notes: string[] = [];
 
-  problem(msg: string): void {
-    this.problems += 1;
-    if (this.samples.length < 12) this.samples.push(msg);
+  constructor() {
+    super(12);
   }
 }
 
@@ -193,7 +188,7 @@ async function runBench(rt: AppleRuntime, floor: FloorServer, client: LoadClient
     code: { commit: codeStart.commit, uncommitted: codeStart.uncommitted, changed_during_run: codeStart.key !== codeEnd.key },
     machine: machine(),
     load_average: { start: loadStart, end: loadAverage() },
-    database: { server, ...(await postgresInfo(rt)), pool_max: m.config.dbPoolMax },
+    database: { server, ...(await postgresInfo(m.db)), pool_max: m.config.dbPoolMax },
     queue_backend: m.queues.kind,
     processes: { mooring_pid: process.pid, client_pid: client.pid, ...procs },
     setup: { enrolled, enroll_seconds: round(enrollSeconds, 1), seeded, seed_seconds: round(seedSeconds, 1) },
@@ -534,15 +529,11 @@ function judge(r: RoundResult, ok: (res: RoundResult['results'][number]) => bool
 /** Rounds until `seconds` of round time are measured (or maxRounds); only the rounds' requests are timed. */
 async function phase(
   name: string,
-  s: { seconds: number; maxRounds: number },
+  s: PhaseLimits,
   cpu: CpuMeter | null,
   playRound: Round,
   hooks: { begin?: () => Promise<unknown>; end?: () => Promise<unknown> } = {},
 ): Promise<PhaseStats> {
-  let measuredMs = 0;
-  let rounds = 0;
-  const latencies: number[] = [];
-  let errors = 0;
   let elu = { idle: 0, active: 0 };
   let used: CpuDelta = ZERO_DELTA;
   const measure: Measure = async (timedPart) => {
@@ -559,15 +550,7 @@ async function phase(
       if (c0 && c1) used = addDelta(used, CpuMeter.delta(c0, c1));
     }
   };
-  while (measuredMs < s.seconds * 1000 && rounds < s.maxRounds) {
-    const r = await playRound(measure);
-    measuredMs += r.elapsedMs;
-    rounds += 1;
-    for (const res of r.results) {
-      if (res.ok) latencies.push(res.ms);
-      else errors += 1;
-    }
-  }
+  const { measuredMs, rounds, latencies, errors } = await playRounds(s, () => playRound(measure), (res) => res.ok);
   const seconds = measuredMs / 1000;
   const ops = latencies.length + errors;
   const stats: PhaseStats = {
@@ -577,12 +560,7 @@ async function phase(
     errors,
     seconds: round(seconds),
     ops_per_second: round(latencies.length / (seconds || 1), 1),
-    latency_ms: {
-      p50: round(percentile(latencies, 50)),
-      p95: round(percentile(latencies, 95)),
-      p99: round(percentile(latencies, 99)),
-      max: round(percentile(latencies, 100)),
-    },
+    latency_ms: latencyMs(latencies),
     main_loop_utilization: round(elu.active / (elu.active + elu.idle || 1), 3),
     machine: { busy: round(used.machine_busy / (used.machine_total || 1), 3), steal: round(used.machine_steal / (used.machine_total || 1), 3) },
     cpu_seconds: mapDelta(used, (x) => round(x, 3)),
@@ -597,7 +575,7 @@ async function phase(
 }
 
 /** Extra rounds with the main-thread profiler on during their timed parts (not counted in any rate). */
-async function profiled(name: string, s: { seconds: number; maxRounds: number }, playRound: Round): Promise<ProfileSummary> {
+async function profiled(name: string, s: PhaseLimits, playRound: Round): Promise<ProfileSummary> {
   const profiler = await MainThreadProfiler.open();
   let stats: PhaseStats;
   try {
@@ -628,30 +606,10 @@ function mapDelta(d: CpuDelta, f: (x: number) => number): CpuDelta {
 }
 
 function better(a: PhaseStats, b: PhaseStats): PhaseStats {
-  return b.ops_per_second > a.ops_per_second ? b : a;
+  return betterOf(a, b, (p) => p.ops_per_second);
 }
 
 // ---- helpers ----
-
-function shuffle<T>(items: T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-function machine(): AppleBenchResults['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    memory_gib: round(os.totalmem() / 2 ** 30, 1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-  };
-}
 
 /**
  * The commit measured and any uncommitted changes to the server's code (src, protocols, migrations);
@@ -676,23 +634,11 @@ function codeVersion(): { commit: string; uncommitted: string[]; key: string } {
   return { commit: git('rev-parse', '--short', 'HEAD').trim() || 'unknown', uncommitted, key: `${trees}:${diff}` };
 }
 
-function loadAverage(): number[] {
-  return os.loadavg().map((l) => round(l, 2));
-}
-
-async function postgresInfo(rt: AppleRuntime): Promise<{ version: string; synchronous_commit: string }> {
-  const { rows } = await rt.m.db.raw<{ rows: Array<{ version: string; synchronous_commit: string }> }>(
-    `SELECT version(), current_setting('synchronous_commit') AS synchronous_commit`,
-  );
-  return rows[0]!;
-}
-
-function printSummary(r: AppleBenchResults): void {
+function printResults(r: AppleBenchResults): void {
   const i = r.idle;
   const p = r.push;
   const sc = r.scep;
-  const lines = [
-    '',
+  printSummary([
     ...(i
       ? [
           `apple Idle polls (Mdm-Signature), ${i.devices} devices, ${i.concurrency} concurrent keep-alive HTTPS clients:`,
@@ -717,25 +663,9 @@ function printSummary(r: AppleBenchResults): void {
           `  floor      ${sc.floor.ops_per_second} req/s (canned CertRep); crypto floor ${sc.crypto_floor_ms.per_certificate} ms/certificate`,
         ]
       : []),
-    `  checks     ${r.checks.ok ? 'ok' : `FAILED (${r.checks.problem_count}): ${r.checks.problems.join('; ')}`}`,
+    checksLine(r.checks, 'ok'),
     `  report     ${r.idle && r.push && r.scep ? 'bench/apple/REPORT.md' : '(not written: partial run)'}`,
-    '',
-  ];
-  process.stdout.write(lines.join('\n'));
+  ]);
 }
 
-const watchdog = setTimeout(() => {
-  process.stderr.write(`bench:apple: still running after ${WATCHDOG_MS / 60_000} min; exiting\n`);
-  process.exit(2);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench:apple failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench:apple', main, WATCHDOG_MS);

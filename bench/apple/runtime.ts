@@ -12,7 +12,6 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import type { RequestListener } from 'node:http';
 import pino from 'pino';
 import { AppleCommands } from '../../protocols/apple/commands';
 import { loadConfig } from '../../src/config';
@@ -24,12 +23,7 @@ import { readPushCertificate } from '../../src/pki/push-certificate';
 import { freePort } from '../../src/storage/embedded';
 import type { RunningWorker } from '../../src/worker';
 import { ApnsMock, createApnsTestPki, type ApnsTestPki, type TestPushCertificate } from '../../test/helpers/apns-mock';
-
-export interface TlsMaterial {
-  certPem: string;
-  keyPem: string;
-  caPem: string;
-}
+import { closeServer, listenHttps, type TlsMaterial } from '../lib/listen';
 
 export interface AppleRuntime {
   m: Mooring;
@@ -112,21 +106,6 @@ export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: 
     await undo();
     throw err;
   }
-}
-
-/** HTTPS on 127.0.0.1 with the options `listen` uses; keep-alive sockets live 60 s. */
-export async function listenHttps(tls: TlsMaterial, app: RequestListener, port = 0): Promise<https.Server> {
-  const server = https.createServer({ cert: tls.certPem, key: tls.keyPem, ca: [tls.caPem], requestCert: true, rejectUnauthorized: false }, app);
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
-  return server;
-}
-
-export function closeServer(server: https.Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
 }
 
 /** One admin API call over the HTTPS listener (bearer token, JSON). */

@@ -2,7 +2,7 @@
  * N concurrent loops against one deadline: the shape of many devices polling at once. Every loop is
  * bounded by the deadline, and stops early when its operation says there is nothing left to do.
  */
-import { percentile, round } from './stats';
+import { latencyMs, round } from './stats';
 
 export interface LoopStats {
   concurrency: number;
@@ -40,12 +40,7 @@ export async function runLoops(concurrency: number, durationMs: number, op: Loop
     seconds: round(seconds),
     ops: latencies.length,
     ops_per_second: round(latencies.length / seconds, 1),
-    latency_ms: {
-      p50: round(percentile(latencies, 50)),
-      p95: round(percentile(latencies, 95)),
-      p99: round(percentile(latencies, 99)),
-      max: round(percentile(latencies, 100)),
-    },
+    latency_ms: latencyMs(latencies),
     exhausted_loops: exhausted,
   };
 }

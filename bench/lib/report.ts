@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeSection } from './section';
 import type { BulkEnqueueResult } from '../scenarios/bulk-enqueue';
 import type { NextCommandResult } from '../scenarios/next-command';
 
@@ -36,13 +37,7 @@ export function upsertReport(file: string, results: BenchResults): void {
   const key = sectionKey(results);
   const start = `<!-- bench:${key}:start -->`;
   const end = `<!-- bench:${key}:end -->`;
-  const section = `${start}\n${renderSection(results)}\n${end}`;
-  const current = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : REPORT_HEADER;
-  const from = current.indexOf(start);
-  const to = current.indexOf(end);
-  const next =
-    from >= 0 && to > from ? current.slice(0, from) + section + current.slice(to + end.length) : `${current.trimEnd()}\n\n${section}\n`;
-  fs.writeFileSync(file, next);
+  writeSection(file, start, end, REPORT_HEADER, renderSection(results));
 }
 
 function sectionKey(r: BenchResults): string {

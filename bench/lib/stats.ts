@@ -12,6 +12,16 @@ export function percentile(values: number[], p: number): number {
   return sorted[rank]!;
 }
 
+/** The latency block every phase reports, from per-operation milliseconds. */
+export function latencyMs(latencies: number[]): { p50: number; p95: number; p99: number; max: number } {
+  return {
+    p50: round(percentile(latencies, 50)),
+    p95: round(percentile(latencies, 95)),
+    p99: round(percentile(latencies, 99)),
+    max: round(percentile(latencies, 100)),
+  };
+}
+
 export function round(value: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;

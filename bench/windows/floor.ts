@@ -7,7 +7,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { closeServer, listenHttps, type TlsMaterial } from './runtime';
+import { closeServer, listenHttps, type TlsMaterial } from '../lib/listen';
 
 const SOAP = 'application/soap+xml; charset=utf-8';
 const SYNCML = 'application/vnd.syncml.dm+xml';

@@ -19,18 +19,23 @@
  * checking answers happen between rounds. The floor runs before and after each Mooring phase; the
  * higher rate is used, so drift cannot flatter the ratio.
  */
-import { positiveInt } from '../lib/settings';
+import { databaseSettings, positiveInt } from '../lib/settings';
 import crypto from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { provisionDatabase } from '../lib/database';
+import { closeQuietly, onDatabase, runMain } from '../lib/entry';
+import { better as betterOf } from '../lib/floors';
+import { loadAverage, machine, postgresInfo, shuffle } from '../lib/host';
 import { progress } from '../lib/log';
-import { percentile, round } from '../lib/stats';
+import { ProblemLog } from '../lib/problems';
+import { playRounds, ProcessMeter, type PhaseLimits } from '../lib/rounds';
+import { pct } from '../lib/section';
+import { checksLine, printSummary } from '../lib/summary';
+import { latencyMs, round } from '../lib/stats';
 import { LoadClient, type ChainResult, type LoadRequest, type SessionOutcome } from './client';
 import { BenchDevice } from './device';
 import { startFloor, type CannedSyncMl, type FloorServer } from './floor';
-import { pct, writeReport, type PhaseStats, type WindowsBenchResults } from './report';
+import { writeReport, type PhaseStats, type WindowsBenchResults } from './report';
 import { startWindowsRuntime, type WindowsRuntime } from './runtime';
 
 export const TARGET_ENROLLMENTS_PER_SECOND = 200;
@@ -59,8 +64,7 @@ interface Settings {
 function readSettings(env: NodeJS.ProcessEnv): Settings {
   const int = (name: string, fallback: number) => positiveInt(env, name, fallback);
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
-    poolMax: env.MOORING_DB_POOL_MAX || undefined,
+    ...databaseSettings(env),
     enrollments: int('BENCH_WINDOWS_ENROLLMENTS', 1500),
     enrollConcurrency: int('BENCH_WINDOWS_ENROLL_CONCURRENCY', 16),
     enrollRound: int('BENCH_WINDOWS_ENROLL_ROUND', 250),
@@ -74,28 +78,23 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
 
 async function main(): Promise<number> {
   const s = readSettings(process.env);
-  progress(s.databaseUrl ? 'database: a throwaway database on DATABASE_URL' : 'database: starting an embedded Postgres in a temp dir');
-  const database = await provisionDatabase(s.databaseUrl);
   let rt: WindowsRuntime | undefined;
   let floor: FloorServer | undefined;
   let client: LoadClient | undefined;
-  try {
-    rt = await startWindowsRuntime({ databaseUrl: database.url, poolMax: s.poolMax });
-    floor = await startFloor(rt.tls);
-    client = new LoadClient(rt.tls.caPem);
-    progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}`);
-    const results = await runBench(rt, floor, client, database.server, s);
-    writeReport(path.join(__dirname, 'REPORT.md'), results);
-    printSummary(results);
-    return results.checks.ok ? 0 : 1;
-  } finally {
-    progress('stopping');
-    await client?.close().catch(() => undefined);
-    await floor?.close().catch(() => undefined);
-    await rt?.close().catch(() => undefined);
-    await database.close();
-    progress('done');
-  }
+  return onDatabase(
+    s.databaseUrl,
+    async (database) => {
+      rt = await startWindowsRuntime({ databaseUrl: database.url, poolMax: s.poolMax });
+      floor = await startFloor(rt.tls);
+      client = new LoadClient(rt.tls.caPem);
+      progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}`);
+      const results = await runBench(rt, floor, client, database.server, s);
+      writeReport(path.join(__dirname, 'REPORT.md'), results);
+      printResults(results);
+      return results.checks.ok ? 0 : 1;
+    },
+    () => closeQuietly(client, floor, rt),
+  );
 }
 
 interface Prepared {
@@ -201,7 +200,7 @@ async function runBench(rt: WindowsRuntime, floor: FloorServer, client: LoadClie
     date: new Date().toISOString(),
     machine: machine(),
     load_average: { start: loadStart, end: loadAverage() },
-    database: { server, ...(await postgresInfo(rt)), pool_max: m.config.dbPoolMax },
+    database: { server, ...(await postgresInfo(m.db)), pool_max: m.config.dbPoolMax },
     settings: {
       enroll_concurrency: s.enrollConcurrency,
       enroll_round: s.enrollRound,
@@ -343,35 +342,10 @@ type Measure = <T>(timedPart: () => Promise<T>) => Promise<T>;
 type Round = (measure: Measure) => Promise<{ elapsedMs: number; results: JobResult[] } | undefined>;
 
 /** Rounds until `seconds` of round time are measured (or maxRounds, or the round says it is done). */
-async function phase(name: string, s: Pick<Settings, 'seconds' | 'maxRounds'>, playRound: Round): Promise<PhaseStats> {
-  let measuredMs = 0;
-  let rounds = 0;
-  const latencies: number[] = [];
-  let errors = 0;
-  let elu = { idle: 0, active: 0 };
-  let cpuMicros = 0;
-  const measure: Measure = async (timedPart) => {
-    const elu0 = performance.eventLoopUtilization();
-    const cpu0 = process.cpuUsage();
-    try {
-      return await timedPart();
-    } finally {
-      const cpu = process.cpuUsage(cpu0);
-      cpuMicros += cpu.user + cpu.system;
-      const d = performance.eventLoopUtilization(elu0);
-      elu = { idle: elu.idle + d.idle, active: elu.active + d.active };
-    }
-  };
-  while (measuredMs < s.seconds * 1000 && rounds < s.maxRounds) {
-    const r = await playRound(measure);
-    if (!r) break;
-    measuredMs += r.elapsedMs;
-    rounds += 1;
-    for (const res of r.results) {
-      if (res.ok) latencies.push(res.ms);
-      else errors += 1;
-    }
-  }
+async function phase(name: string, s: PhaseLimits, playRound: Round): Promise<PhaseStats> {
+  const meter = new ProcessMeter();
+  const measure: Measure = (timedPart) => meter.measure(timedPart);
+  const { measuredMs, rounds, latencies, errors } = await playRounds(s, () => playRound(measure), (res) => res.ok);
   const seconds = measuredMs / 1000;
   const stats: PhaseStats = {
     name,
@@ -380,14 +354,9 @@ async function phase(name: string, s: Pick<Settings, 'seconds' | 'maxRounds'>, p
     errors,
     seconds: round(seconds),
     ops_per_second: round(latencies.length / (seconds || 1), 1),
-    latency_ms: {
-      p50: round(percentile(latencies, 50)),
-      p95: round(percentile(latencies, 95)),
-      p99: round(percentile(latencies, 99)),
-      max: round(percentile(latencies, 100)),
-    },
-    main_loop_utilization: round(elu.active / (elu.active + elu.idle || 1), 3),
-    cpu_ms_per_op: round(cpuMicros / 1000 / Math.max(1, latencies.length + errors), 3),
+    latency_ms: latencyMs(latencies),
+    main_loop_utilization: round(meter.loopShare, 3),
+    cpu_ms_per_op: round(meter.cpuMicros / 1000 / Math.max(1, latencies.length + errors), 3),
   };
   progress(
     `${name}: ${stats.ops_per_second}/s over ${stats.seconds} s (${rounds} rounds, ${stats.ops} jobs, ${errors} errors), ` +
@@ -398,21 +367,14 @@ async function phase(name: string, s: Pick<Settings, 'seconds' | 'maxRounds'>, p
 }
 
 function better(a: PhaseStats, b: PhaseStats): PhaseStats {
-  return b.ops_per_second > a.ops_per_second ? b : a;
+  return betterOf(a, b, (p) => p.ops_per_second);
 }
 
 // ---- correctness ----
 
-class Ledger {
+class Ledger extends ProblemLog {
   readonly seen = new Set<string>();
   sessions = 0;
-  problems = 0;
-  readonly samples: string[] = [];
-
-  problem(msg: string): void {
-    this.problems += 1;
-    if (this.samples.length < 10) this.samples.push(msg);
-  }
 
   /** A Mooring session: every exchange 200 with header status 200, exactly the device's own command, once. */
   session(res: SessionOutcome, expected: Map<string, string>, kind: CommandKind, roundTrips: 1 | 2): boolean {
@@ -476,43 +438,11 @@ async function sessionChecks(rt: WindowsRuntime, ledger: Ledger): Promise<void> 
   }
 }
 
-// ---- helpers ----
+// ---- summary ----
 
-function shuffle<T>(items: T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-function machine(): WindowsBenchResults['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpu_model: cpus[0]?.model.trim() ?? 'unknown',
-    memory_gib: round(os.totalmem() / 2 ** 30, 1),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-  };
-}
-
-function loadAverage(): number[] {
-  return os.loadavg().map((l) => round(l, 2));
-}
-
-async function postgresInfo(rt: WindowsRuntime): Promise<{ version: string; synchronous_commit: string }> {
-  const { rows } = await rt.m.db.raw<{ rows: Array<{ version: string; synchronous_commit: string }> }>(
-    `SELECT version(), current_setting('synchronous_commit') AS synchronous_commit`,
-  );
-  return rows[0]!;
-}
-
-function printSummary(r: WindowsBenchResults): void {
+function printResults(r: WindowsBenchResults): void {
   const e = r.enroll;
-  const lines = [
-    '',
+  printSummary([
     `windows enrollments (discover + policy + enroll, ${r.settings.enroll_concurrency} at a time, HTTPS keep-alive):`,
     `  Mooring    ${e.mooring.ops_per_second} enrollments/s (p50 ${e.mooring.latency_ms.p50} ms, p99 ${e.mooring.latency_ms.p99} ms per enrollment)`,
     `  floor      ${e.floor.ops_per_second} /s (bare express + canned SOAP; runs ${e.floor_runs.map((f) => f.ops_per_second).join(' / ')}, higher used); Mooring at ${pct(e.ratio)}`,
@@ -522,25 +452,9 @@ function printSummary(r: WindowsBenchResults): void {
       (x) =>
         `  ${x.round_trips} RT       ${x.mooring.ops_per_second} sessions/s vs floor ${x.floor.ops_per_second} (runs ${x.floor_runs.map((f) => f.ops_per_second).join(' / ')}) = ${pct(x.ratio)} -> ${x.pass ? 'PASS' : 'FAIL'} (target >= ${pct(r.target_ratio)})`,
     ),
-    `  checks     ${r.checks.ok ? `ok: ${r.checks.enrolled} enrollments verified by the device; ${r.checks.sessions} sessions each got exactly its own command, none twice` : `FAILED (${r.checks.problem_count}): ${r.checks.problems.join('; ')}`}`,
+    checksLine(r.checks, `ok: ${r.checks.enrolled} enrollments verified by the device; ${r.checks.sessions} sessions each got exactly its own command, none twice`),
     '  report     bench/windows/REPORT.md',
-    '',
-  ];
-  process.stdout.write(lines.join('\n'));
+  ]);
 }
 
-const watchdog = setTimeout(() => {
-  process.stderr.write(`bench:windows: still running after ${WATCHDOG_MS / 60_000} min; exiting\n`);
-  process.exit(2);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench:windows failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench:windows', main, WATCHDOG_MS);
