@@ -42,6 +42,7 @@ import {
   printable,
   publicKeyOf,
   readOid,
+  readTlv,
   readWhole,
   sameBytes,
   seq,
@@ -209,7 +210,7 @@ export async function parsePkiMessage(der: Buffer, ca: ScepCaKey): Promise<ScepR
 
 /**
  * The reference implementation (pkijs, node-forge, @peculiar/x509): what `parsePkiMessage` falls back
- * to, and what the tests and bench/scep-issue.ts compare the fast path against.
+ * to, and what the tests compare the fast path against.
  */
 export async function parsePkiMessageWithPkijs(der: Buffer, ca: ScepCaKey): Promise<ScepRequest> {
   const sd = readSignedData(der);
@@ -843,32 +844,17 @@ function attribute(type: string, value: Buffer): Buffer {
   return seq(oid(type), tlv(0x31, [value]));
 }
 
-/** Reads one TLV at `pos` leniently (any definite length): its full encoding and the offset of its content. */
-function looseTlv(buf: Buffer, pos: number): { start: number; contentStart: number; end: number; tag: number } {
-  const tag = buf[pos];
-  let len = buf[pos + 1];
-  if (tag === undefined || len === undefined) throw new Error('truncated DER');
-  let contentStart = pos + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new Error('unsupported DER length');
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + (buf[contentStart + i] ?? 0);
-    contentStart += n;
-  }
-  const end = contentStart + len;
-  if (end > buf.length) throw new Error('truncated DER');
-  return { start: pos, contentStart, end, tag };
-}
-
 /** IssuerAndSerialNumber of a certificate, copied byte for byte from its TBSCertificate. */
 function issuerAndSerial(certDer: Buffer): Buffer {
-  const certificate = looseTlv(certDer, 0);
-  const tbs = looseTlv(certDer, certificate.contentStart);
-  let field = looseTlv(certDer, tbs.contentStart);
-  if (field.tag === 0xa0) field = looseTlv(certDer, field.end); // [0] version
-  const serial = field;
-  const signatureAlg = looseTlv(certDer, serial.end);
-  const issuer = looseTlv(certDer, signatureAlg.end);
-  return seq(certDer.subarray(issuer.start, issuer.end), certDer.subarray(serial.start, serial.end));
+  try {
+    const at = (pos: number) => readTlv(certDer, pos, certDer.length);
+    const tbs = at(at(0).body);
+    let serial = at(tbs.body);
+    if (serial.tag === 0xa0) serial = at(serial.end); // [0] version
+    const issuer = at(at(serial.end).end); // after the signature algorithm
+    return seq(certDer.subarray(issuer.start, issuer.end), certDer.subarray(serial.start, serial.end));
+  } catch (err) {
+    if (err === FALLBACK) throw new ScepError('badRequest', 'the certificate could not be read');
+    throw err;
+  }
 }

@@ -12,7 +12,7 @@
  * certificate's SHA-256, and the signature is checked with node:crypto. Anything the fast path does
  * not handle (indefinite-length BER, nested constructed strings, RSA-PSS, other curves, names matched
  * only after string preparation, ...) goes to the pkijs implementation, which is also the reference
- * the tests and bench/cms-verify.ts compare against. Signing stays on pkijs over Node's WebCrypto. Verification never
+ * the tests compare against. Signing stays on pkijs over Node's WebCrypto. Verification never
  * throws: malformed input is `{ ok: false, reason }`.
  */
 import crypto from 'node:crypto';
@@ -63,7 +63,7 @@ export function verifyDetachedSignature(signatureB64: string, content: Buffer, o
 
 /**
  * The same check on pkijs alone, without the fast path: what `verifyDetachedSignature` falls back to.
- * Exported for the tests and bench/cms-verify.ts, which compare the two.
+ * Exported for the tests, which compare the two.
  */
 export function verifyDetachedSignatureWithPkijs(signatureB64: string, content: Buffer, opts: { caPem: string; now?: Date }): Promise<DetachedVerification> {
   return detached(signatureB64, content, opts, verifySignedDataWithPkijs);

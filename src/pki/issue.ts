@@ -110,7 +110,7 @@ export async function readCsr(der: Buffer): Promise<CertificateRequest> {
 
 /**
  * The reference implementation (@peculiar/x509 over WebCrypto): what `readCsr` falls back to, and what
- * the tests and bench/scep-issue.ts compare against.
+ * the tests compare against.
  */
 export async function readCsrWithX509(der: Buffer): Promise<x509.Pkcs10CertificateRequest> {
   let csr: x509.Pkcs10CertificateRequest;
