@@ -203,6 +203,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
           devices,
           events,
           commands,
+          challenges: apple,
           webhookUrls: config.webhookUrls,
           webhookSecret,
           webhookRetryDelayMs: opts.retryDelayMs,

@@ -1,6 +1,6 @@
 /**
  * The background work `mooring worker` runs (and `serve` in embedded mode): push delivery, webhook
- * delivery, the outbox relay and the command-expiry sweep. Every part is safe to run in several
+ * delivery, the outbox relay and the command-expiry sweep (with expired SCEP challenges). Every part is safe to run in several
  * processes at once: BullMQ hands each job to one worker, and the sweeps claim rows with SKIP LOCKED.
  */
 import type { Logger } from 'pino';
@@ -22,6 +22,8 @@ export interface WorkerDeps {
   devices: PgDeviceStore;
   events: PgEventStore;
   commands: CommandService;
+  /** Apple SCEP challenges, pruned once expired. */
+  challenges?: { pruneChallenges(): Promise<number> };
   webhookUrls: string[];
   webhookSecret: string;
   /** How often the outbox relay and expiry sweep run (ms). */
@@ -60,6 +62,7 @@ export function startWorker(deps: WorkerDeps): RunningWorker {
       const expired = await deps.commands.expireDue();
       const requeued = await deps.commands.requeueUnreported();
       if (expired || requeued) log.info({ expired, requeued }, 'swept the command queue');
+      await deps.challenges?.pruneChallenges();
     }),
   ];
   log.info({ webhooks: deps.webhookUrls.length, backend: deps.queues.kind }, 'worker started');

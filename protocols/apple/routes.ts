@@ -30,13 +30,12 @@ import {
   encodeGetBootstrapTokenResponse,
   encodeUserAuthenticateChallenge,
   resolveEnrollment,
-  UnknownMessageTypeError,
   type CheckinMessage,
   type DeclarativeManagementMessage,
 } from './checkin';
 import { toJson } from './commands';
 import { enrollmentRoutes } from './enrollment';
-import { decodePlistDict, encodePlist, isPlistError, type PlistDict } from './plist';
+import { decodePlistDict, encodePlist, isPlistDict, isPlistError, type PlistDict } from './plist';
 import { decodeReport, ReportError, reportsOnCommand, type CommandReport } from './report';
 
 export const MDM_BODY_LIMIT = 1024 * 1024;
@@ -154,31 +153,24 @@ function asRefusal(err: unknown): MdmRefusal | undefined {
 // Check-in
 
 async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
-  let msg: CheckinMessage;
-  try {
-    msg = decodeCheckin(body);
-  } catch (err) {
-    if (err instanceof UnknownMessageTypeError) throw new MdmRefusal(400, err.message);
-    throw err;
-  }
+  const msg = decodeCheckin(body); // its errors (CheckinError, PlistError) are 400s, see asRefusal
   const channel = resolveEnrollment(msg);
   switch (msg.MessageType) {
     case 'Authenticate': {
       if (channel.channel !== 'device') throw new MdmRefusal(400, 'Authenticate on a user channel');
-      const f = msg;
       await deps.apple.authenticate({
         channelKey: channel.id,
         certSha256,
-        udid: f.UDID,
+        udid: msg.UDID,
         userEnrollment: channel.type === 'UserEnrollmentDevice',
-        serial: f.SerialNumber,
-        model: f.ProductName ?? f.Model,
-        modelName: f.ModelName,
-        deviceName: f.DeviceName,
-        osVersion: f.OSVersion,
-        buildVersion: f.BuildVersion,
-        imei: f.IMEI,
-        topic: f.Topic,
+        serial: msg.SerialNumber,
+        model: msg.ProductName ?? msg.Model,
+        modelName: msg.ModelName,
+        deviceName: msg.DeviceName,
+        osVersion: msg.OSVersion,
+        buildVersion: msg.BuildVersion,
+        imei: msg.IMEI,
+        topic: msg.Topic,
       });
       return EMPTY;
     }
@@ -225,7 +217,11 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
 }
 
 async function identified(deps: AppleRoutesDeps, channelKey: string, parentKey: string, certSha256: string): Promise<AppleChannel> {
-  const known = await deps.apple.identify(channelKey, parentKey, certSha256);
+  return usable(await deps.apple.identify(channelKey, parentKey, certSha256), channelKey);
+}
+
+/** The channel a request may act for: bound to its certificate and not unenrolled. */
+function usable<T extends { status: AppleChannel['status'] }>(known: T | undefined, channelKey: string): T {
   if (!known) throw new MdmRefusal(400, `no channel ${channelKey} bound to this certificate`);
   if (known.status === 'unenrolled') throw new MdmRefusal(400, `channel ${channelKey} is unenrolled`);
   return known;
@@ -263,12 +259,12 @@ async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
   if (report.status === 'Idle') {
     // The hot path: identity, bookkeeping and hand-out in one statement.
     const idle = await deps.apple.identifyAndTakeNext(report.enrollment.id, report.enrollment.parentId, certSha256);
-    if (!idle) throw new MdmRefusal(400, `no channel ${report.enrollment.id} bound to this certificate`);
-    if (idle.channel.status === 'unenrolled') throw new MdmRefusal(400, `channel ${report.enrollment.id} is unenrolled`);
-    if (!idle.command) return EMPTY;
-    const payload = await payloadFor(deps, idle.channel, idle.command);
+    const channel = usable(idle?.channel, report.enrollment.id);
+    const command = idle?.command;
+    if (!command) return EMPTY;
+    const payload = await payloadFor(deps, channel, command);
     if (payload) return replyOf(Buffer.from(payload, 'utf8'));
-    return handOut(deps, idle.channel, false);
+    return handOut(deps, channel, false);
   }
   const channel = await identified(deps, report.enrollment.id, report.enrollment.parentId, certSha256);
   if (reportsOnCommand(report)) {
@@ -314,9 +310,8 @@ async function recordInventory(deps: AppleRoutesDeps, channel: AppleChannel, rep
   const f = report.fields;
   const inventory: Record<string, Json> = {};
   const facts: Parameters<PgAppleStore['recordInventory']>[2] = {};
-  const q = f.QueryResponses;
-  if (q && typeof q === 'object' && !Array.isArray(q) && !Buffer.isBuffer(q) && !(q instanceof Date)) {
-    const answers = q as PlistDict;
+  const answers = f.QueryResponses;
+  if (isPlistDict(answers)) {
     inventory.device_information = toJson(answers);
     const text = (k: string) => (typeof answers[k] === 'string' && answers[k] ? (answers[k] as string) : undefined);
     if (text('DeviceName')) facts.name = text('DeviceName');

@@ -169,6 +169,11 @@ export class PgAppleStore {
     return { ok: false, reason: 'the challenge was used meanwhile' };
   }
 
+  /** Forgets challenges past their expiry (used or not); the worker calls this every minute. */
+  async pruneChallenges(): Promise<number> {
+    return this.db('scep_challenges').where('expires_at', '<', this.db.fn.now()).del();
+  }
+
   /** A RenewalReq signed by a live identity of ours: the new certificate inherits its token and device. */
   async issueRenewal(signerSha256: string, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
     const current = await this.db('issued_certificates')

@@ -288,3 +288,18 @@ it('issues one certificate for a challenge sent twice at once, and spends one to
   const certs = await s.m.db('issued_certificates').where({ enrollment_token_id: token.id }).select('id');
   expect(certs).toHaveLength(1);
 });
+
+it('forgets expired SCEP challenges in the worker sweep, and a profile download no longer enrolls after its challenge expired', async () => {
+  const url = await enrollUrl();
+  const d = SimulatedAppleDevice.create({ os: 'ios', caPem: s.m.ca.certPem });
+  expect((await d.fetchProfile(url)).verified).toBe(true);
+  const hash = crypto.createHash('sha256').update(d.profile!.challenge!).digest('hex');
+  await s.m.db('scep_challenges').where({ challenge_hash: hash }).update({ expires_at: new Date(Date.now() - 1000) });
+  await expect(d.scep()).rejects.toThrow(/badRequest|FAILURE/);
+  const sweeper = s.m.startWorker({ expireEveryMs: 50 });
+  try {
+    await eventually(async () => !(await s.m.db('scep_challenges').where({ challenge_hash: hash }).first()), 10_000, 'the expired challenge pruned');
+  } finally {
+    await sweeper.stop();
+  }
+});
