@@ -4,8 +4,9 @@
  * own key into its identity certificate. Refusals are a short human-readable page (profile) or a
  * CertRep FAILURE with failInfo (SCEP), never a stack trace.
  */
-import express, { type Request, type Response, type Router } from 'express';
+import type { Request, Response, Router } from 'express';
 import { isMooringError } from '../../src/core/errors';
+import { readRawBody } from '../../src/http/raw-body';
 import { signAttached } from '../../src/pki/cms';
 import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
 import type { AppleRoutesDeps } from './routes';
@@ -57,7 +58,6 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       .send(signed);
   });
 
-  const rawParser = express.raw({ type: () => true, limit: SCEP_BODY_LIMIT });
   const scep = async (req: Request, res: Response) => {
     const operation = typeof req.query.operation === 'string' ? req.query.operation : '';
     switch (operation) {
@@ -69,7 +69,7 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
         return void res.status(200).set('Content-Type', contentType).send(body);
       }
       case 'PKIOperation': {
-        const der = req.method === 'GET' ? messageParam(req) : await readScepBody(rawParser, req, res);
+        const der = req.method === 'GET' ? messageParam(req) : await readRawBody(req, SCEP_BODY_LIMIT).catch(() => undefined);
         if (!der || der.length === 0) return void res.status(400).type('text/plain').send('PKIOperation needs a pkiMessage');
         return void (await pkiOperation(deps, der, res));
       }
@@ -86,10 +86,6 @@ function messageParam(req: Request): Buffer | undefined {
   if (typeof m !== 'string' || m.length === 0) return undefined;
   // base64 with '+' turned into ' ' by a client that did not escape it.
   return Buffer.from(m.replace(/ /g, '+'), 'base64');
-}
-
-function readScepBody(parser: express.RequestHandler, req: Request, res: Response): Promise<Buffer | undefined> {
-  return new Promise((resolve) => parser(req, res, (err?: unknown) => resolve(err || !Buffer.isBuffer(req.body) ? undefined : req.body)));
 }
 
 async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: Response): Promise<void> {
@@ -124,7 +120,7 @@ async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: Response): 
   } else {
     outcome = await deps.apple.issueForChallenge(request.challengePassword, issue);
   }
-  if (!outcome.ok || !outcome.certificate) return refuse('badRequest', outcome.ok ? 'no certificate' : outcome.reason);
+  if (!outcome.ok) return refuse('badRequest', outcome.reason);
   const reply = await buildCertRep({
     ca,
     transactionId: request.transactionId,

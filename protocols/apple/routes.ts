@@ -18,6 +18,7 @@ import { isMooringError } from '../../src/core/errors';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
+import { BodyError, readRawBody } from '../../src/http/raw-body';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import { verifyDetachedSignature } from '../../src/pki/cms';
 import { verifyClientCertificate } from '../../src/pki/issue';
@@ -73,7 +74,7 @@ export function appleRouter(deps: AppleRoutesDeps): Router {
 
   const mdm = (kind: 'checkin' | 'connect') => async (req: Request, res: Response) => {
     try {
-      const body = await readBody(req, MDM_BODY_LIMIT);
+      const body = await readRawBody(req, MDM_BODY_LIMIT);
       const type = (req.headers['content-type'] ?? '').toLowerCase();
       const isCheckin = type.startsWith(CHECKIN_TYPE) || (kind === 'checkin' && !type.startsWith(REPORT_TYPE));
       const certSha256 = await authenticate(deps, req, body);
@@ -100,33 +101,6 @@ type Reply = { body: Buffer; json?: boolean; length: number };
 const EMPTY: Reply = { body: Buffer.alloc(0), length: 0 };
 const replyOf = (body: Buffer, json = false): Reply => ({ body, json, length: body.length });
 
-/**
- * The body as one Buffer, at most `limit` bytes (a larger one is refused as soon as it is seen). Read
- * directly rather than through body-parser: this runs on every poll, and all it needs is the bytes.
- */
-function readBody(req: Request, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > limit) {
-      req.resume();
-      return reject(new MdmRefusal(400, `body of ${declared} bytes is over the ${limit}-byte limit`));
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        return reject(new MdmRefusal(400, `body over the ${limit}-byte limit`));
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', () => (size === 0 ? reject(new MdmRefusal(400, 'empty body')) : resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))));
-    req.once('error', (err) => reject(new MdmRefusal(400, `unreadable body: ${err.message}`)));
-  });
-}
-
 /** The SHA-256 of the device's certificate: from Mdm-Signature, else the TLS or proxy client certificate. */
 async function authenticate(deps: AppleRoutesDeps, req: Request, body: Buffer): Promise<string> {
   const signature = req.headers['mdm-signature'];
@@ -144,6 +118,7 @@ async function authenticate(deps: AppleRoutesDeps, req: Request, body: Buffer): 
 
 function asRefusal(err: unknown): MdmRefusal | undefined {
   if (err instanceof MdmRefusal) return err;
+  if (err instanceof BodyError) return new MdmRefusal(400, err.message);
   if (isPlistError(err) || err instanceof CheckinError || err instanceof ReportError) return new MdmRefusal(400, err.message);
   if (isMooringError(err) && err.status < 500) return new MdmRefusal(400, err.message);
   return undefined;

@@ -56,7 +56,7 @@ export interface TokenUpdateInput {
   unlockToken?: Buffer;
 }
 
-export type ScepIssueResult = { ok: true; token: EnrollmentToken } | { ok: false; reason: string };
+export type ScepIssueResult = { ok: true; token: EnrollmentToken; certificate: IssuedCertificate } | { ok: false; reason: string };
 
 /**
  * "Last seen" is kept to this many seconds: a session's further requests (a report per command) then
@@ -142,7 +142,7 @@ export class PgAppleStore {
    * then one statement spends the challenge and one use of its token and records the certificate and
    * an event: all or nothing, and two round trips in all (this runs once per device enrollment).
    */
-  async issueForChallenge(challenge: string | undefined, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
+  async issueForChallenge(challenge: string | undefined, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult> {
     if (!challenge) return { ok: false, reason: 'no challenge password in the request' };
     const hash = hashChallenge(challenge);
     const { rows: live } = await this.handout.query<{ enrollment_token_id: string }>({ name: 'mooring_scep_challenge', text: LIVE_CHALLENGE, values: [hash] });
@@ -175,7 +175,7 @@ export class PgAppleStore {
   }
 
   /** A RenewalReq signed by a live identity of ours: the new certificate inherits its token and device. */
-  async issueRenewal(signerSha256: string, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult & { certificate?: IssuedCertificate }> {
+  async issueRenewal(signerSha256: string, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult> {
     const current = await this.db('issued_certificates')
       .where({ sha256: signerSha256, purpose: 'device_identity' })
       .whereNull('revoked_at')

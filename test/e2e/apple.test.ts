@@ -170,6 +170,9 @@ it('refuses a tampered body (400), an unsigned one (400), and never answers 401'
   }
   const huge = await d.send(d.profile!.serverUrl, CONTENT_TYPES.report, Buffer.alloc(2 * 1024 * 1024, 0x41));
   expect(huge.status).toBe(400);
+  const scep = `${d.profile!.scepUrl}?operation=PKIOperation`;
+  expect((await d.send(scep, CONTENT_TYPES.pkiMessage, Buffer.alloc(512 * 1024, 0x30), { signWith: null, method: 'POST' })).status).toBe(400);
+  expect((await d.send(scep, CONTENT_TYPES.pkiMessage, crypto.randomBytes(900), { signWith: null, method: 'POST' })).status).toBe(400);
 });
 
 it('refuses the profile for an expired, revoked or used-up token with a 403 page', async () => {
