@@ -140,10 +140,8 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
         userEnrollment: channel.type === 'UserEnrollmentDevice',
         serial: msg.SerialNumber,
         model: msg.ProductName ?? msg.Model,
-        modelName: msg.ModelName,
         deviceName: msg.DeviceName,
         osVersion: msg.OSVersion,
-        buildVersion: msg.BuildVersion,
         imei: msg.IMEI,
         topic: msg.Topic,
       });

@@ -36,10 +36,8 @@ export interface AuthenticateInput {
   userEnrollment: boolean;
   serial?: string;
   model?: string;
-  modelName?: string;
   deviceName?: string;
   osVersion?: string;
-  buildVersion?: string;
   imei?: string;
   topic?: string;
 }
