@@ -59,6 +59,33 @@ it('reuses an existing CA on the next start', async () => {
 // ---------------------------------------------------------------------------------------------------
 // Device identity certificates (src/pki/issue.ts): requests read and certificates written in DER by hand
 
+it('uses a CA supplied by configuration (PKCS#1 key too) and refuses a key that is not its own, or a leaf', async () => {
+  const own = await loadOrCreateCa(path.join(dir, 'own'));
+  const certFile = path.join(dir, 'own', 'ca.crt');
+  const pkcs1 = path.join(dir, 'ca-pkcs1.key');
+  fs.writeFileSync(pkcs1, crypto.createPrivateKey(own.keyPem).export({ type: 'pkcs1', format: 'pem' }));
+  const supplied = await loadOrCreateCa(path.join(dir, 'unused'), () => {}, { certFile, keyFile: pkcs1 });
+  expect(supplied.certPem).toBe(own.certPem);
+  expect(supplied.created).toBe(false);
+  expect(fs.existsSync(path.join(dir, 'unused'))).toBe(false);
+  const csr = await readCsr(await csrFor());
+  const issued = await issueClientCertificate(supplied, csr, { commonName: 'device' });
+  expect(verifyClientCertificate(issued.der, own.certPem).ok).toBe(true);
+
+  const other = await loadOrCreateCa(path.join(dir, 'other'));
+  await expect(loadOrCreateCa(dir, () => {}, { certFile, keyFile: path.join(dir, 'other', 'ca.key') })).rejects.toThrow(/not the private key/);
+  const tls = await ensureTlsCertificate(other, path.join(dir, 'other'), ['localhost']);
+  fs.writeFileSync(path.join(dir, 'leaf.crt'), tls.certPem);
+  fs.writeFileSync(path.join(dir, 'leaf.key'), tls.keyPem);
+  await expect(loadOrCreateCa(dir, () => {}, { certFile: path.join(dir, 'leaf.crt'), keyFile: path.join(dir, 'leaf.key') })).rejects.toThrow(/not a CA certificate/);
+});
+
+async function csrFor(): Promise<Buffer> {
+  const keys = (await crypto.webcrypto.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 }, true, ['sign', 'verify'])) as crypto.webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=device', keys, signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } });
+  return Buffer.from(csr.rawData);
+}
+
 describe('client certificates', () => {
   type CryptoKeyPair = crypto.webcrypto.CryptoKeyPair;
   const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } as const;
