@@ -6,7 +6,7 @@
  */
 import crypto from 'node:crypto';
 import https from 'node:https';
-import { encodePlist } from '../../protocols/apple/plist';
+import { decodePlistDict, encodePlist } from '../../protocols/apple/plist';
 import type { RunningWorker } from '../../src/worker';
 import { ApnsMock, createApnsTestPki, type ApnsTestPki } from '../helpers/apns-mock';
 import { CONTENT_TYPES, SimulatedAppleDevice } from '../helpers/apple-device';
@@ -304,5 +304,32 @@ it('forgets expired SCEP challenges in the worker sweep, and a profile download 
     await eventually(async () => !(await s.m.db('scep_challenges').where({ challenge_hash: hash }).first()), 10_000, 'the expired challenge pruned');
   } finally {
     await sweeper.stop();
+  }
+});
+
+it('with user channels accepted, a macOS user gets its own channel (UDID:UserID) bound through the device', async () => {
+  const accepting = await startAppleServer({ env: { MOORING_APPLE_USER_CHANNELS: 'accept' } });
+  try {
+    const t = await accepting.s.api.post('/api/v1/enrollment-tokens').send({ platform: 'apple' }).expect(201);
+    const mac = SimulatedAppleDevice.create({ os: 'macos', caPem: accepting.s.m.ca.certPem });
+    await mac.enroll(t.body.enroll_url);
+    const user = { UDID: mac.udid, UserID: crypto.randomUUID().toUpperCase(), UserShortName: 'ada', UserLongName: 'Ada Lovelace' };
+    const first = await mac.checkin({ MessageType: 'UserAuthenticate', ...user });
+    expect(first.status).toBe(200);
+    expect(decodePlistDict(first.body)).toEqual({ DigestChallenge: '' });
+    expect((await mac.checkin({ MessageType: 'UserAuthenticate', ...user, DigestResponse: '' })).status).toBe(200);
+    const tokenUpdate = { MessageType: 'TokenUpdate', ...user, Topic: accepting.topic, PushMagic: 'user-magic', Token: crypto.randomBytes(32) };
+    expect((await mac.checkin(tokenUpdate)).status).toBe(200);
+    const channel = await accepting.s.m.db('enrollments').where({ channel_key: `${mac.udid}:${user.UserID}` }).first('channel_type', 'status', 'push_magic');
+    expect(channel).toEqual({ channel_type: 'user', status: 'enrolled', push_magic: 'user-magic' });
+    const idle = await mac.report({ ...user, Status: 'Idle' });
+    expect([idle.status, idle.body.length]).toEqual([200, 0]);
+    // Another device's certificate cannot speak for this user channel.
+    const other = SimulatedAppleDevice.create({ os: 'macos', caPem: accepting.s.m.ca.certPem });
+    const t2 = await accepting.s.api.post('/api/v1/enrollment-tokens').send({ platform: 'apple' }).expect(201);
+    await other.enroll(t2.body.enroll_url);
+    expect((await other.report({ ...user, Status: 'Idle' })).status).toBe(400);
+  } finally {
+    await accepting.close();
   }
 });
