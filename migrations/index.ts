@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import * as m001 from './001_foundation';
 import * as m002 from './002_android';
 import * as m003 from './003_apple';
+import * as m004 from './004_governance';
 
 export interface Migration {
   up(knex: Knex): Promise<void>;
@@ -16,4 +17,5 @@ export const migrations: ReadonlyArray<[name: string, migration: Migration]> = [
   ['001_foundation', m001],
   ['002_android', m002],
   ['003_apple', m003],
+  ['004_governance', m004],
 ];

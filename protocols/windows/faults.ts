@@ -11,6 +11,7 @@
  * Reason text reaches logs and, for CustomServerError, the user: keep it generic.
  */
 import { randomUUID } from 'node:crypto';
+import type { RefusalReason } from '../../src/core/enrollment-policy';
 import { escapeXml, type XmlError } from './xml';
 
 const NS_SOAP = 'http://www.w3.org/2003/05/soap-envelope';
@@ -170,4 +171,26 @@ export function isWindowsFault(err: unknown): err is WindowsFault {
  */
 export function faultFromXmlError(err: XmlError): WindowsFault {
   return new WindowsFault('MessageFormat', `the request could not be read (${err.reason})`, undefined, 500, { cause: err });
+}
+
+/**
+ * An enrollment the rules refused, as the fault Windows turns into the right message (MS-MDE2
+ * 3.1.4.1.5): too many devices -> DeviceCapReached; platform, version or maker -> DeviceNotSupported;
+ * token -> Authentication; the rest a custom message the enrollment screen shows as written.
+ */
+export function refusalFault(reason: RefusalReason, message: string, cause?: unknown): WindowsFault {
+  switch (reason) {
+    case 'device_cap_reached':
+      return new WindowsFault('Authorization', message, { type: 'DeviceCapReached' }, 500, { cause });
+    case 'platform_blocked':
+    case 'os_version_not_allowed':
+    case 'manufacturer_blocked':
+      return new WindowsFault('Authorization', message, { type: 'DeviceNotSupported' }, 500, { cause });
+    case 'token_expired':
+    case 'token_revoked':
+    case 'token_used_up':
+      return new WindowsFault('Authentication', message, undefined, 500, { cause });
+    default:
+      return new WindowsFault('Authorization', message, { type: 'CustomServerError' }, 500, { cause });
+  }
 }

@@ -30,6 +30,28 @@ export type ErrorCode =
   | 'token_revoked'
   | 'token_used_up'
   | 'push_topic_mismatch'
+  | 'platform_blocked'
+  | 'personal_device_blocked'
+  | 'os_version_not_allowed'
+  | 'manufacturer_blocked'
+  | 'device_cap_reached'
+  | 'not_pre_approved'
+  | 'terms_not_accepted'
+  | 'dem_not_supported_for_method'
+  | 'user_not_found'
+  | 'user_exists'
+  | 'dem_limit_reached'
+  | 'category_not_found'
+  | 'category_exists'
+  | 'terms_not_found'
+  | 'restriction_not_found'
+  | 'restriction_limit_reached'
+  | 'default_restriction_locked'
+  | 'corporate_identifier_not_found'
+  | 'corporate_identifier_exists'
+  | 'preapproved_device_not_found'
+  | 'import_invalid'
+  | 'import_needs_review'
   | 'not_ready'
   | 'internal_error';
 
@@ -60,6 +82,28 @@ export const STATUS_OF: Record<ErrorCode, number> = {
   token_revoked: 403,
   token_used_up: 403,
   push_topic_mismatch: 409,
+  platform_blocked: 403,
+  personal_device_blocked: 403,
+  os_version_not_allowed: 403,
+  manufacturer_blocked: 403,
+  device_cap_reached: 403,
+  not_pre_approved: 403,
+  terms_not_accepted: 403,
+  dem_not_supported_for_method: 403,
+  user_not_found: 404,
+  user_exists: 409,
+  dem_limit_reached: 409,
+  category_not_found: 404,
+  category_exists: 409,
+  terms_not_found: 404,
+  restriction_not_found: 404,
+  restriction_limit_reached: 409,
+  default_restriction_locked: 409,
+  corporate_identifier_not_found: 404,
+  corporate_identifier_exists: 409,
+  preapproved_device_not_found: 404,
+  import_invalid: 422,
+  import_needs_review: 409,
   not_ready: 503,
   internal_error: 500,
 };

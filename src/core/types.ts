@@ -3,7 +3,7 @@
 export const PLATFORMS = ['apple', 'windows', 'android'] as const;
 export type Platform = (typeof PLATFORMS)[number];
 
-export const DEVICE_STATUSES = ['pending', 'enrolled', 'unenrolled', 'blocked'] as const;
+export const DEVICE_STATUSES = ['pending', 'enrolled', 'unenrolled', 'blocked', 'pre_approved'] as const;
 export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
 
 export const OWNERSHIPS = ['corporate', 'personal', 'unknown'] as const;
@@ -35,6 +35,15 @@ export interface Device {
   name: string | null;
   user_ref: string | null;
   category: string | null;
+  category_id: string | null;
+  /** The directory user the device belongs to (null for userless and DEM-enrolled devices). */
+  user_id: string | null;
+  /** The device enrollment manager who set it up. */
+  enrolled_by: string | null;
+  /** Why the device has its ownership: dem, preapproved, corporate_identifier, enrollment_mode, token, admin, default. */
+  ownership_source: string | null;
+  counts_for_cap: boolean;
+  enrollment_trace: Record<string, Json> | null;
   policy_id: string | null;
   /** Android API level (e.g. 34), when the device reported it. */
   api_level: number | null;

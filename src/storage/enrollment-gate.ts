@@ -1,0 +1,252 @@
+/**
+ * The enrollment gate: loads what the rule engine (src/core/enrollment-policy.ts) needs in one
+ * statement, records every refusal (who, what, why, when) for the failures report, and writes what an
+ * allowed enrollment gets (ownership, user, category, policy, name) onto the device.
+ */
+import crypto from 'node:crypto';
+import {
+  EnrollmentRefusal,
+  evaluateEnrollment,
+  type Allowed,
+  type EnrollmentContext,
+  type EnrollmentFacts,
+  type EnrollmentTrace,
+  type RefusalReason,
+  type Refused,
+  type Restriction,
+} from '../core/enrollment-policy';
+import type { Db } from './db';
+import { eventRow } from './events';
+
+/** What identifies the enrolling hardware, so a re-enrollment is not counted as another device. */
+export interface DeviceKeys {
+  udid?: string | null;
+  serial?: string | null;
+  imei?: string | null;
+  hardwareId?: string | null;
+}
+
+/**
+ * A device counts against its user's cap (seed 002 L7247-7255): managed, seen in the last 90 days,
+ * not pending for over 24 hours, not removed, not shared/userless.
+ */
+const COUNTS_FOR_CAP = `d.counts_for_cap AND d.status IN ('enrolled', 'pending')
+  AND NOT (d.status = 'pending' AND d.created_at < now() - interval '24 hours')
+  AND coalesce(d.last_seen_at, d.created_at) > now() - interval '90 days'`;
+
+const NOT_THIS_DEVICE = `NOT (d.platform = :platform AND (
+  (d.udid IS NOT NULL AND d.udid = :udid) OR (d.serial_number IS NOT NULL AND d.serial_number = :serial)
+  OR (d.hardware_id IS NOT NULL AND d.hardware_id = :hw)))`;
+
+const CONTEXT = `
+  WITH u AS (
+    SELECT id, email, is_dem, groups FROM users
+     WHERE :ref::text IS NOT NULL AND (email = lower(:ref) OR lower(upn) = lower(:ref))
+     ORDER BY email = lower(:ref) DESC LIMIT 1
+  )
+  SELECT
+    (SELECT row_to_json(u) FROM u) AS "user",
+    (SELECT coalesce(json_agg(r), '[]') FROM (
+       SELECT id, kind, name, is_default, priority, assign_all_users, assign_groups, assign_users, settings FROM enrollment_restrictions) r) AS restrictions,
+    (SELECT row_to_json(c) FROM (
+       SELECT id, type FROM corporate_identifiers
+        WHERE (type = 'serial' AND value = :serial) OR (type = 'imei' AND value = :imei)
+        ORDER BY type = 'serial' DESC LIMIT 1) c) AS corporate_identifier,
+    (SELECT row_to_json(p) FROM (
+       SELECT p.id, p.ownership, p.user_id, pu.email AS user_email, p.device_name, p.category_id, p.policy_id
+         FROM preapproved_devices p LEFT JOIN users pu ON pu.id = p.user_id
+        WHERE p.device_platform = :platform AND p.serial_number = :serial) p) AS preapproved,
+    (SELECT preapproved_only FROM enrollment_settings WHERE id = 1) AS preapproved_only,
+    (SELECT count(*) FROM devices d
+      WHERE :ref::text IS NOT NULL AND (lower(d.user_ref) = lower(:ref) OR d.user_id = (SELECT id FROM u))
+        AND ${COUNTS_FOR_CAP} AND ${NOT_THIS_DEVICE})::int AS user_device_count,
+    (SELECT count(*) FROM devices d
+      WHERE d.enrolled_by = (SELECT id FROM u) AND d.status IN ('enrolled', 'pending') AND ${NOT_THIS_DEVICE})::int AS dem_device_count,
+    (SELECT coalesce(json_agg(t ORDER BY t.title), '[]') FROM (
+       SELECT t.id, t.version, t.title FROM terms t
+        WHERE :ref::text IS NOT NULL
+          AND (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
+          AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)) t) AS pending_terms`;
+
+interface ContextRow {
+  user: EnrollmentContext['user'] | null;
+  restrictions: Restriction[];
+  corporate_identifier: EnrollmentContext['corporateIdentifier'] | null;
+  preapproved: EnrollmentContext['preapproved'] | null;
+  preapproved_only: boolean | null;
+  user_device_count: number;
+  dem_device_count: number;
+  pending_terms: EnrollmentContext['pendingTerms'];
+}
+
+/** The terms a user still has to accept, with their text, for the enrollment page. */
+export interface PendingTerms {
+  id: string;
+  version: number;
+  title: string;
+  summary: string;
+  text: string;
+}
+
+export class PgEnrollmentGate {
+  constructor(private readonly db: Db) {}
+
+  async context(facts: EnrollmentFacts, keys: DeviceKeys): Promise<EnrollmentContext> {
+    const { rows } = await this.db.raw<{ rows: ContextRow[] }>(CONTEXT, {
+      ref: facts.userRef ?? null,
+      platform: facts.platform,
+      serial: facts.serial ?? keys.serial ?? null,
+      imei: facts.imei ?? keys.imei ?? null,
+      udid: keys.udid ?? null,
+      hw: keys.hardwareId ?? null,
+    });
+    const r = rows[0]!;
+    return {
+      user: r.user ?? undefined,
+      restrictions: r.restrictions,
+      corporateIdentifier: r.corporate_identifier ?? undefined,
+      preapproved: r.preapproved ?? undefined,
+      preapprovedOnly: Boolean(r.preapproved_only),
+      userDeviceCount: r.user_device_count,
+      demDeviceCount: r.dem_device_count,
+      pendingTerms: r.pending_terms,
+    };
+  }
+
+  /** Runs the rules; a refusal is recorded and thrown as an EnrollmentRefusal. */
+  async decide(facts: EnrollmentFacts, keys: DeviceKeys = {}): Promise<Allowed> {
+    const decision = evaluateEnrollment(facts, await this.context(facts, keys));
+    if (decision.allowed) return decision;
+    throw await this.#record(facts, decision);
+  }
+
+  /** Records a refusal decided elsewhere (the token checks) in the same report. */
+  async refuse(facts: EnrollmentFacts, reason: RefusalReason, detail: string): Promise<EnrollmentRefusal> {
+    return this.#record(facts, { allowed: false, reason, detail, trace: {} });
+  }
+
+  async #record(facts: EnrollmentFacts, refused: Refused): Promise<EnrollmentRefusal> {
+    const activityId = crypto.randomUUID();
+    const recorded = {
+      os: facts.os ?? null,
+      os_version: facts.osVersion ?? null,
+      manufacturer: facts.manufacturer ?? null,
+      model: facts.model ?? null,
+      serial_number: facts.serial ?? null,
+      imei: facts.imei ?? null,
+      ownership_claim: facts.ownershipClaim,
+    };
+    await this.db.transaction(async (trx) => {
+      await trx('enrollment_attempts').insert({
+        activity_id: activityId,
+        platform: facts.platform,
+        method: facts.method,
+        user_ref: facts.userRef ?? null,
+        reason: refused.reason,
+        detail: refused.detail,
+        facts: JSON.stringify(recorded),
+        trace: JSON.stringify(refused.trace),
+        enrollment_token_id: facts.token?.id ?? null,
+      });
+      await trx('events').insert(
+        eventRow({
+          type: 'enrollment.refused',
+          actor: facts.userRef ? `user:${facts.userRef}` : 'device',
+          data: { activity_id: activityId, platform: facts.platform, method: facts.method, reason: refused.reason, detail: refused.detail },
+        }),
+      );
+    });
+    return new EnrollmentRefusal(refused.reason, refused.detail, activityId, refused.pendingTerms);
+  }
+
+  /**
+   * Writes what the rules decided onto the enrolled device: a user named for the first time gets a
+   * directory entry; a matching corporate identifier and pre-approval are marked enrolled, and the
+   * pre-approval's placeholder row leaves the device list (the real device takes its place).
+   */
+  async apply(deviceId: string, d: Allowed, conn: Db = this.db): Promise<void> {
+    const userId = d.userId ?? (d.userRef && d.countsForCap ? await userIdFor(conn, d.userRef) : null);
+    const trace: EnrollmentTrace = d.trace;
+    await conn.raw(
+      `UPDATE devices SET ownership = :ownership, ownership_source = :source, user_id = :user_id, user_ref = :user_ref,
+              enrolled_by = :enrolled_by, counts_for_cap = :counts, enrollment_trace = :trace::jsonb,
+              category_id = coalesce(:category_id::uuid, category_id),
+              category = coalesce((SELECT name FROM device_categories WHERE id = :category_id::uuid), category),
+              policy_id = coalesce(:policy_id::uuid, policy_id), name = coalesce(:name::text, name), updated_at = now()
+        WHERE id = :id`,
+      {
+        id: deviceId,
+        ownership: d.ownership,
+        source: d.ownershipSource,
+        user_id: userId,
+        user_ref: d.userRef,
+        enrolled_by: d.enrolledBy,
+        counts: d.countsForCap,
+        trace: JSON.stringify(trace),
+        category_id: d.categoryId,
+        policy_id: d.policyId,
+        name: d.deviceName,
+      },
+    );
+    if (trace.corporate_identifier_id) {
+      await conn('corporate_identifiers').where({ id: trace.corporate_identifier_id }).update({ device_id: deviceId, enrolled_at: conn.fn.now(), updated_at: conn.fn.now() });
+    }
+    if (trace.preapproved_id) {
+      const [pre] = await conn('preapproved_devices')
+        .where({ id: trace.preapproved_id })
+        .update({ device_id: deviceId, enrolled_at: conn.fn.now() })
+        .returning('placeholder_device_id');
+      const placeholder = pre?.placeholder_device_id as string | null | undefined;
+      if (placeholder && placeholder !== deviceId) await conn('devices').where({ id: placeholder, status: 'pre_approved' }).del();
+    }
+  }
+
+  /** Terms the user (an email or UPN) has yet to accept, with their text. */
+  async pendingTerms(userRef: string): Promise<PendingTerms[]> {
+    const { rows } = await this.db.raw<{ rows: PendingTerms[] }>(
+      `WITH u AS (SELECT id, groups FROM users WHERE email = lower(:ref) OR lower(upn) = lower(:ref) ORDER BY email = lower(:ref) DESC LIMIT 1)
+       SELECT t.id, t.version, t.title, t.summary, t.text FROM terms t
+        WHERE (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
+          AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)
+        ORDER BY t.title`,
+      { ref: userRef },
+    );
+    return rows;
+  }
+
+  /**
+   * Records that the user accepted these versions (a user accepts once, not per device). A version
+   * that is no longer current is not recorded: the page showed old text, so it is shown again.
+   */
+  async acceptTerms(userRef: string, accepted: Array<{ id: string; version: number }>): Promise<number> {
+    if (!accepted.length) return 0;
+    return this.db.transaction(async (trx) => {
+      const userId = await userIdFor(trx, userRef);
+      let recorded = 0;
+      for (const a of accepted) {
+        const n = await trx.raw<{ rowCount: number }>(
+          `INSERT INTO terms_acceptances (terms_id, version, user_id)
+           SELECT id, version, ? FROM terms WHERE id = ? AND version = ?
+           ON CONFLICT DO NOTHING`,
+          [userId, a.id, a.version],
+        );
+        recorded += n.rowCount;
+      }
+      if (recorded) {
+        await trx('events').insert(eventRow({ type: 'terms.accepted', actor: `user:${userRef.toLowerCase()}`, data: { accepted } }));
+      }
+      return recorded;
+    });
+  }
+}
+
+/** The directory entry an email or UPN names; a name seen for the first time gets one (by email). */
+async function userIdFor(conn: Db, ref: string): Promise<string> {
+  const { rows } = await conn.raw<{ rows: Array<{ id: string }> }>(
+    `WITH found AS (SELECT id FROM users WHERE email = lower(:ref) OR lower(upn) = lower(:ref) ORDER BY email = lower(:ref) DESC LIMIT 1),
+          made AS (INSERT INTO users (email) SELECT lower(:ref) WHERE NOT EXISTS (SELECT 1 FROM found) ON CONFLICT (email) DO NOTHING RETURNING id)
+     SELECT id FROM found UNION ALL SELECT id FROM made UNION ALL SELECT id FROM users WHERE email = lower(:ref) LIMIT 1`,
+    { ref },
+  );
+  return rows[0]!.id;
+}
