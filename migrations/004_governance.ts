@@ -75,7 +75,11 @@ export async function up(knex: Knex): Promise<void> {
     t.boolean('counts_for_cap').notNullable().defaultTo(true);
     t.jsonb('enrollment_trace'); // the rules that applied when it enrolled
   });
+  // A pre-approved device is listed before it enrolls, in its own status.
+  await knex.raw(`ALTER TABLE devices DROP CONSTRAINT devices_status_check,
+    ADD CONSTRAINT devices_status_check CHECK (status IN ('pending', 'enrolled', 'unenrolled', 'blocked', 'pre_approved'))`);
   await knex.raw('CREATE INDEX devices_user ON devices (user_id) WHERE user_id IS NOT NULL');
+  await knex.raw('CREATE INDEX devices_user_ref ON devices (lower(user_ref)) WHERE user_ref IS NOT NULL');
   await knex.raw('CREATE INDEX devices_enrolled_by ON devices (enrolled_by) WHERE enrolled_by IS NOT NULL');
 
   await knex.schema.createTable('preapproved_devices', (t) => {
@@ -153,6 +157,10 @@ export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('terms');
   await knex.schema.alterTable('enrollment_tokens', (t) => t.dropColumn('category_id'));
   await knex.schema.dropTable('preapproved_devices');
+  await knex.raw('DROP INDEX IF EXISTS devices_user_ref');
+  await knex.raw(`DELETE FROM devices WHERE status = 'pre_approved'`);
+  await knex.raw(`ALTER TABLE devices DROP CONSTRAINT devices_status_check,
+    ADD CONSTRAINT devices_status_check CHECK (status IN ('pending', 'enrolled', 'unenrolled', 'blocked'))`);
   await knex.schema.alterTable('devices', (t) => {
     for (const c of ['user_id', 'category_id', 'enrolled_by', 'ownership_source', 'counts_for_cap', 'enrollment_trace']) t.dropColumn(c);
   });

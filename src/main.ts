@@ -9,6 +9,10 @@ import https from 'node:https';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { adminRouter } from './admin/router';
+import { PgDirectoryStore } from './storage/directory';
+import { PgEnrollmentGate } from './storage/enrollment-gate';
+import { termsRouter } from '../protocols/terms/routes';
+import { PgGovernanceStore } from './storage/governance';
 import { ConfigError, type Config } from './config';
 import { validateDpc } from '../protocols/android/provisioning';
 import { CommandService } from './core/commands';
@@ -127,6 +131,8 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const ca = await withDirLock(config.certsDir, () => loadOrCreateCa(config.certsDir, (msg) => logger.info(msg), config.caFiles));
     const policies = new PgPolicyStore(db);
     const admin = adminRouter({
+      directory: new PgDirectoryStore(db),
+      governance: new PgGovernanceStore(db),
       pushCertificates,
       db,
       androidDpc: androidDpcConfig(config),
@@ -144,6 +150,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const android = new PgAndroidStore(db, tokens, handout);
     const windows = new PgWindowsStore(db, tokens, handout);
     const apple = new PgAppleStore(db, tokens, sealer, handout);
+    const gate = new PgEnrollmentGate(db);
     const deviceRouters = [
       appleRouter({
         apple,
@@ -151,6 +158,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         platform: platforms.get('apple') ?? new AppleCommands(),
         ca,
         publicUrl: config.publicUrl,
+        gate,
         pushTopic: async () => (await pushCertificates.summary('apple'))?.topic,
         rootPayload: config.apple.rootPayload,
         userChannels: config.apple.userChannels,
@@ -158,7 +166,8 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         trustedProxyCertHeader: config.trustedProxyCertHeader,
         logger: logger.child({ component: 'apple' }),
       }),
-      androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands() }),
+      termsRouter({ gate, tokens }),
+      androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands(), gate, publicUrl: config.publicUrl }),
       windowsRouter({
         windows,
         commands,
@@ -170,6 +179,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         identityDays: config.identityDays,
         trustedProxyCertHeader: config.trustedProxyCertHeader,
         wnsPackageFamilyName: config.wns.pfn,
+        gate,
         logger: logger.child({ component: 'windows' }),
       }),
     ];

@@ -8,15 +8,18 @@
 import crypto from 'node:crypto';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import type { CommandService } from '../../src/core/commands';
-import { Errors } from '../../src/core/errors';
+import { EnrollmentRefusal, REFUSAL_MESSAGES, type Allowed, type EnrollmentFacts } from '../../src/core/enrollment-policy';
+import { Errors, isMooringError } from '../../src/core/errors';
 import type { Policy } from '../../src/core/policies';
 import { hashSecret } from '../../src/core/secrets';
 import { requireJson } from '../../src/http/problem';
 import { parseInput } from '../../src/http/validate';
 import type { DpcIdentity, PgAndroidStore } from '../../src/storage/android';
+import type { PgEnrollmentGate } from '../../src/storage/enrollment-gate';
+import type { EnrollmentToken } from '../../src/storage/tokens';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { DpcCommand } from './commands';
-import { CheckinRequestSchema, CommandResultSchema, EnrollRequestSchema } from './dpc';
+import { CheckinRequestSchema, CommandResultSchema, EnrollRequestSchema, type EnrollRequest } from './dpc';
 
 export const DPC_BODY_LIMIT = '256kb';
 /** Most commands handed to a DPC in one check-in answer. */
@@ -31,6 +34,10 @@ export interface AndroidRoutesDeps {
   commands: CommandService;
   /** The Android command plug-in (reads the DPC's result reports). */
   platform: PlatformCommands;
+  /** The enrollment rules (restrictions, limits, terms, pre-approval): consulted at the token exchange. */
+  gate: PgEnrollmentGate;
+  /** Where the terms page lives, for a refusal that asks the user to accept terms. */
+  publicUrl: URL;
 }
 
 declare module 'express-serve-static-core' {
@@ -46,6 +53,7 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
   router.post('/android/v1/enroll', ...json, async (req, res) => {
     const body = parseInput(EnrollRequestSchema, req.body, 'body');
     const credential = `mrd_${crypto.randomBytes(32).toString('base64url')}`;
+    const decision = await decideEnrollment(deps, body);
     const { device, reenrolled } = await deps.android.enroll({
       token: body.token,
       mode: body.mode,
@@ -53,6 +61,7 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
       fcmToken: body.fcm_token,
       credentialHash: hashSecret(credential),
     });
+    await deps.gate.apply(device.id, decision);
     const policy = await deps.android.policyOf(device);
     res.status(201).json({
       device_id: device.id,
@@ -123,3 +132,49 @@ const unauthorized = () => Errors.unauthorized('send the device credential from 
 function policyJson(policy: Pick<Policy, 'id' | 'version' | 'settings'> | undefined): { id: string; version: number; settings: unknown } | null {
   return policy ? { id: policy.id, version: policy.version, settings: policy.settings } : null;
 }
+
+/**
+ * The enrollment rules for a DPC's token exchange. A refusal is a JSON error with the reason as its
+ * `code`, the activity id, and for terms the page where the user accepts them.
+ */
+async function decideEnrollment(deps: AndroidRoutesDeps, body: EnrollRequest): Promise<Allowed> {
+  const facts: EnrollmentFacts = {
+    platform: 'android',
+    method: `android_${body.mode}`,
+    os: 'android',
+    osVersion: body.device.os_version,
+    manufacturer: body.device.manufacturer,
+    model: body.device.model,
+    serial: body.device.serial_number,
+    imei: body.device.imei,
+    ownershipClaim: 'unknown',
+    final: true,
+  };
+  let token: EnrollmentToken;
+  try {
+    token = await deps.android.checkToken(body.token);
+  } catch (err) {
+    const code = isMooringError(err) ? err.code : '';
+    if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') await deps.gate.refuse(facts, code, (err as Error).message);
+    throw err;
+  }
+  const keys = { serial: body.device.serial_number, imei: body.device.imei, hardwareId: body.device.hardware_id };
+  try {
+    return await deps.gate.decide(
+      {
+        ...facts,
+        userRef: token.user_ref ?? undefined,
+        ownershipClaim: token.ownership,
+        categoryId: token.category_id,
+        policyId: token.policy_id,
+        token: { id: token.id, expired: false, revoked: false, usedUp: false },
+      },
+      keys,
+    );
+  } catch (err) {
+    if (!(err instanceof EnrollmentRefusal)) throw err;
+    const termsUrl = err.reason === 'terms_not_accepted' ? new URL(`/enroll/terms?token=${encodeURIComponent(body.token)}`, deps.publicUrl).toString() : undefined;
+    throw Errors.of(err.reason, REFUSAL_MESSAGES[err.reason], { activity_id: err.activityId, ...(termsUrl ? { terms_url: termsUrl } : {}) });
+  }
+}
+

@@ -4,7 +4,10 @@
  * own key into its identity certificate. Refusals are a short human-readable page (profile) or a
  * CertRep FAILURE with failInfo (SCEP), never a stack trace.
  */
-import type { Request, Response, Router } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
+import { EnrollmentRefusal, type EnrollmentFacts, type RefusalReason } from '../../src/core/enrollment-policy';
+import { acceptedTerms, acceptsAll, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
+import type { EnrollmentToken } from '../../src/storage/tokens';
 import { isMooringError } from '../../src/core/errors';
 import { readRawBody } from '../../src/http/raw-body';
 import { signAttached } from '../../src/pki/cms';
@@ -36,11 +39,21 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
     }
     let challenge: string;
     try {
+      const checked = await deps.apple.checkToken(token);
+      // What the rules can decide before the device says what it is: platform, terms, the token.
+      await deps.gate.decide(profileFacts(checked));
       ({ challenge } = await deps.apple.newChallenge(token));
     } catch (err) {
+      if (err instanceof EnrollmentRefusal && err.reason === 'terms_not_accepted') return void termsPage(deps, res, token);
+      if (err instanceof EnrollmentRefusal) {
+        deps.logger.info({ reason: err.reason, activityId: err.activityId }, 'Apple enrollment profile refused');
+        return void sendPage(res, 403, 'This device cannot be enrolled', refusalHtml(err));
+      }
       const refusal = isMooringError(err) ? REFUSALS[err.code] : undefined;
       if (!refusal) throw err;
-      deps.logger.info({ code: (err as { code: string }).code }, 'Apple enrollment profile refused');
+      const code = (err as { code: string }).code;
+      if (code !== 'enrollment_token_not_found') await deps.gate.refuse({ platform: 'apple', method: 'apple_profile', ownershipClaim: 'unknown', final: false }, code as RefusalReason, refusal.title);
+      deps.logger.info({ code }, 'Apple enrollment profile refused');
       return void page(res, 403, refusal.title, refusal.text);
     }
     const profile = buildEnrollmentProfile({
@@ -56,6 +69,19 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       .set('Content-Disposition', 'attachment; filename="enroll.mobileconfig"')
       .set('Cache-Control', 'no-store')
       .send(signed);
+  });
+
+  // The terms form posts here; once everything is accepted the browser goes back for the profile.
+  router.post('/enroll/apple', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const token = typeof body.token === 'string' ? body.token : '';
+    const checked = await deps.apple.checkToken(token).catch(() => undefined);
+    if (!checked?.user_ref) return void page(res, 400, 'This enrollment link is not valid', 'Open the enrollment link exactly as your administrator sent it.');
+    const pending = await deps.gate.pendingTerms(checked.user_ref);
+    const accepted = acceptedTerms(body);
+    if (!acceptsAll(pending, accepted)) return void termsPage(deps, res, token, 'Tick every box to accept all of the terms, or close this page.');
+    await deps.gate.acceptTerms(checked.user_ref, accepted);
+    res.redirect(303, `/enroll/apple?token=${encodeURIComponent(token)}`);
   });
 
   const scep = async (req: Request, res: Response) => {
@@ -79,6 +105,24 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
   };
   router.get('/scep', scep);
   router.post('/scep', scep);
+}
+
+/** The facts of a profile download: the token's user and claim; the device is not known yet. */
+function profileFacts(t: EnrollmentToken): EnrollmentFacts {
+  return {
+    platform: 'apple',
+    method: 'apple_profile',
+    userRef: t.user_ref ?? undefined,
+    ownershipClaim: t.ownership,
+    token: { id: t.id, expired: false, revoked: false, usedUp: false },
+    final: false,
+  };
+}
+
+async function termsPage(deps: AppleRoutesDeps, res: Response, token: string, error?: string): Promise<void> {
+  const checked = await deps.apple.checkToken(token);
+  const terms = await deps.gate.pendingTerms(checked.user_ref ?? '');
+  sendPage(res, 200, 'Terms of use', termsFormHtml({ action: '/enroll/apple', hidden: { token }, terms, error }));
 }
 
 function messageParam(req: Request): Buffer | undefined {
@@ -150,13 +194,5 @@ function sendCertRep(res: Response, der: Buffer): void {
 }
 
 function page(res: Response, status: number, title: string, text: string): void {
-  const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-  res
-    .status(status)
-    .type('html')
-    .set('Cache-Control', 'no-store')
-    .send(
-      `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
-        `<title>${esc(title)}</title></head><body><main><h1>${esc(title)}</h1><p>${esc(text)}</p></main></body></html>`,
-    );
+  sendPage(res, status, title, `<p>${escapeHtml(text)}</p>`);
 }

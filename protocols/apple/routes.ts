@@ -14,6 +14,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
+import { EnrollmentRefusal, REFUSAL_MESSAGES, type RestrictionPlatform } from '../../src/core/enrollment-policy';
 import { isMooringError } from '../../src/core/errors';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
@@ -23,6 +24,7 @@ import type { CertificateAuthority } from '../../src/pki/ca';
 import { verifyDetachedSignature } from '../../src/pki/cms';
 import { verifyClientCertificate } from '../../src/pki/issue';
 import type { AppleChannel, PgAppleStore } from '../../src/storage/apple';
+import type { PgEnrollmentGate } from '../../src/storage/enrollment-gate';
 import {
   CheckinError,
   declarativeDataOf,
@@ -56,13 +58,26 @@ export interface AppleRoutesDeps {
   identityDays: number;
   trustedProxyCertHeader?: string;
   logger: Logger;
+  /** The enrollment rules (restrictions, terms, identifiers...): consulted at profile download and Authenticate. */
+  gate: PgEnrollmentGate;
+}
+
+/** The OS family from a product name (`iPhone15,2`, `iPad13,1`, `MacBookPro18,3`, `AppleTV11,1`). */
+export function appleOsOf(product: string | undefined): RestrictionPlatform | undefined {
+  if (!product) return undefined;
+  if (/^(iPhone|iPad|iPod)/i.test(product)) return 'ios';
+  if (/^AppleTV/i.test(product)) return 'tvos';
+  if (/^(Mac|iMac|VirtualMac)/i.test(product)) return 'macos';
+  return undefined;
 }
 
 /** A refusal the device gets as `status` with a short text; `reason` goes to the log. */
 class MdmRefusal extends Error {
   constructor(
-    readonly status: 400 | 404 | 410,
+    readonly status: 400 | 403 | 404 | 410,
     readonly reason: string,
+    /** What the device is told; a generic status text unless given. */
+    readonly text?: string,
   ) {
     super(reason);
   }
@@ -85,7 +100,7 @@ export function appleRouter(deps: AppleRoutesDeps): Router {
       const refusal = asRefusal(err);
       if (!refusal) throw err;
       deps.logger.info({ reason: refusal.reason, path: req.path, status: refusal.status }, 'Apple MDM request refused');
-      res.status(refusal.status).type('text/plain').send(refusal.status === 410 ? 'Gone' : 'Bad Request');
+      res.status(refusal.status).type('text/plain').send(refusal.text ?? (refusal.status === 410 ? 'Gone' : 'Bad Request'));
     }
   };
   for (const method of ['put', 'post'] as const) {
@@ -118,6 +133,8 @@ async function authenticate(deps: AppleRoutesDeps, req: Request, body: Buffer): 
 
 function asRefusal(err: unknown): MdmRefusal | undefined {
   if (err instanceof MdmRefusal) return err;
+  // An enrollment the rules refuse: the device is not enrolled, and the person sees why (never 401).
+  if (err instanceof EnrollmentRefusal) return new MdmRefusal(403, `${err.reason}: ${err.detail} (activity ${err.activityId})`, `${REFUSAL_MESSAGES[err.reason]} Activity id: ${err.activityId}`);
   if (err instanceof BodyError) return new MdmRefusal(400, err.message);
   if (isPlistError(err) || err instanceof CheckinError || err instanceof ReportError) return new MdmRefusal(400, err.message);
   if (isMooringError(err) && err.status < 500) return new MdmRefusal(400, err.message);
@@ -133,11 +150,31 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
   switch (msg.MessageType) {
     case 'Authenticate': {
       if (channel.channel !== 'device') throw new MdmRefusal(400, 'Authenticate on a user channel');
-      await deps.apple.authenticate({
+      const userEnrollment = channel.type === 'UserEnrollmentDevice';
+      const token = await deps.apple.tokenOfCertificate(certSha256);
+      const decision = await deps.gate.decide(
+        {
+          platform: 'apple',
+          method: userEnrollment ? 'apple_user_enrollment' : 'apple_profile',
+          os: appleOsOf(msg.ProductName ?? msg.Model),
+          osVersion: msg.OSVersion,
+          manufacturer: 'Apple',
+          model: msg.ProductName ?? msg.Model,
+          serial: msg.SerialNumber,
+          imei: msg.IMEI,
+          userRef: token?.user_ref ?? undefined,
+          ownershipClaim: token?.ownership ?? 'unknown',
+          categoryId: token?.category_id ?? null,
+          policyId: token?.policy_id ?? null,
+          final: true,
+        },
+        { udid: msg.UDID, serial: msg.SerialNumber },
+      );
+      const { device } = await deps.apple.authenticate({
         channelKey: channel.id,
         certSha256,
         udid: msg.UDID,
-        userEnrollment: channel.type === 'UserEnrollmentDevice',
+        userEnrollment,
         serial: msg.SerialNumber,
         model: msg.ProductName ?? msg.Model,
         deviceName: msg.DeviceName,
@@ -145,6 +182,7 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
         imei: msg.IMEI,
         topic: msg.Topic,
       });
+      await deps.gate.apply(device.id, decision);
       return EMPTY;
     }
     case 'TokenUpdate': {

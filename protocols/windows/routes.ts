@@ -14,15 +14,19 @@ import crypto from 'node:crypto';
 import express, { Router, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
+import { EnrollmentRefusal, REFUSAL_MESSAGES, type Allowed, type EnrollmentFacts } from '../../src/core/enrollment-policy';
 import { isMooringError } from '../../src/core/errors';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
+import { acceptedTerms, acceptsAll, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
+import type { PgEnrollmentGate } from '../../src/storage/enrollment-gate';
+import type { EnrollmentToken } from '../../src/storage/tokens';
 import type { ManagedChannel, PgWindowsStore } from '../../src/storage/windows';
 import { buildDiscoverResponse, enrollmentVersionFor, parseDiscover } from './discovery';
-import { WindowsFault, isWindowsFault } from './faults';
+import { WindowsFault, isWindowsFault, refusalFault } from './faults';
 import { buildProvisioningDoc } from './provisioning';
 import type { SecurityCredentials } from './soap';
 import { buildSyncMlReply, inventoryFromItems, isUnenrollmentAlert, parseSyncMl, statusFor, type ReplyStatus, type SyncMlMessage } from './syncml';
@@ -50,6 +54,8 @@ export interface WindowsRoutesDeps {
   /** WNS package family name: when set, devices without a push channel are asked to open one. */
   wnsPackageFamilyName?: string;
   logger: Logger;
+  /** The enrollment rules (restrictions, limits, terms): consulted before a device is enrolled. */
+  gate: PgEnrollmentGate;
 }
 
 const PUSH_NODE = './Vendor/MSFT/DMClient/Provider/Mooring/Push';
@@ -115,9 +121,20 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       throw new WindowsFault('CertificateRequest', 'the certificate request could not be used', undefined, 500, { cause: err });
     });
     const mode = request.context.EnrollmentType === 'Device' ? 'device' : 'user';
+    const secret = secretOf(request.security);
+    const facts: EnrollmentFacts = {
+      platform: 'windows',
+      method: request.security.binaryToken ? 'windows_federated' : 'windows_onpremise',
+      os: 'windows',
+      osVersion: request.context.OSVersion,
+      userRef: request.context.UserPrincipalName ?? (request.security.username || undefined),
+      ownershipClaim: 'unknown',
+      final: true,
+    };
+    const decision = await decideEnrollment(deps, facts, secret, request.context.HWDevID ?? deviceId, baseUrl(req, deps.publicUrl));
     const enrolled = await deps.windows
       .enroll({
-        token: secretOf(request.security),
+        token: secret,
         deviceId,
         hwDevId: request.context.HWDevID,
         mode,
@@ -129,6 +146,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       .catch((err: unknown) => {
         throw isMooringError(err) && err.code !== 'internal_error' ? authenticationFault(err) : err;
       });
+    await deps.gate.apply(enrolled.deviceId, decision);
     const base = baseUrl(req, deps.publicUrl);
     const provisioningXml = buildProvisioningDoc({
       rootCertDer: caDer,
@@ -157,15 +175,27 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
   router.get('/EnrollmentServer/Auth', (req, res) => {
     const appru = typeof req.query.appru === 'string' ? req.query.appru : '';
     const hint = typeof req.query.login_hint === 'string' ? req.query.login_hint : '';
-    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(page('Sign-in link not valid', '<p>Open this page from Settings, Accounts, Access work or school.</p>'));
+    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(pageHtml('Sign-in link not valid', '<p>Open this page from Settings, Accounts, Access work or school.</p>'));
     res.type('html').send(signInForm(appru, hint));
   });
 
   router.post('/EnrollmentServer/Auth', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
     const { appru = '', login_hint: hint = '', code = '' } = req.body as Record<string, string>;
-    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(page('Sign-in link not valid', '<p>Start again from Settings.</p>'));
-    if (!code || !(await deps.windows.tokenIsUsable(code))) {
+    if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(pageHtml('Sign-in link not valid', '<p>Start again from Settings.</p>'));
+    const token = code ? await deps.windows.checkToken(code).catch(() => undefined) : undefined;
+    if (!token) {
       return void res.status(401).type('html').send(signInForm(appru, hint, 'That enrollment code is not valid. Check it and try again.'));
+    }
+    // Terms of use are accepted here, before the device gets its token (once per user, not per device).
+    const user = token.user_ref ?? (hint || undefined);
+    if (user) {
+      const pending = await deps.gate.pendingTerms(user);
+      const accepted = acceptedTerms(req.body as Record<string, unknown>);
+      if (pending.length && acceptsAll(pending, accepted)) await deps.gate.acceptTerms(user, accepted);
+      else if (pending.length) {
+        const error = accepted.length ? 'Tick every box to accept all of the terms.' : undefined;
+        return void res.type('html').send(pageHtml('Terms of use', termsFormHtml({ action: '/EnrollmentServer/Auth', hidden: { appru, login_hint: hint, code }, terms: pending, error })));
+      }
     }
     res.type('html').send(returnToDevice(appru, code));
   });
@@ -300,6 +330,31 @@ function secretOf(security: SecurityCredentials): string {
   return value ? Buffer.from(value, 'base64').toString('utf8') : '';
 }
 
+/**
+ * The enrollment rules for this request: the token's own state first (a refusal there is recorded
+ * too), then restrictions, limits and terms. Refusals become the fault Windows shows a message for.
+ */
+async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts, secret: string, hardwareId: string, base: string): Promise<Allowed> {
+  let token: EnrollmentToken;
+  try {
+    token = await deps.windows.checkToken(secret);
+  } catch (err) {
+    const code = isMooringError(err) ? err.code : '';
+    if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') await deps.gate.refuse(facts, code, err instanceof Error ? err.message : code);
+    throw authenticationFault(err);
+  }
+  try {
+    return await deps.gate.decide(
+      { ...facts, ownershipClaim: token.ownership, categoryId: token.category_id, policyId: token.policy_id, token: { id: token.id, expired: false, revoked: false, usedUp: false } },
+      { hardwareId },
+    );
+  } catch (err) {
+    if (!(err instanceof EnrollmentRefusal)) throw err;
+    const hint = err.reason === 'terms_not_accepted' ? ` Accept them at ${base}/enroll/terms and try again.` : '';
+    throw refusalFault(err.reason, `${REFUSAL_MESSAGES[err.reason]}${hint} (activity ${err.activityId})`, err);
+  }
+}
+
 function authenticationFault(cause?: unknown): WindowsFault {
   return new WindowsFault('Authentication', 'the email address or enrollment code was not accepted', undefined, 500, { cause });
 }
@@ -315,12 +370,9 @@ function isWindowsAppReturnUrl(appru: string): boolean {
   return /^ms-app:\/\/[A-Za-z0-9._~%!$&'()*+,;=:@/-]+$/.test(appru) && appru.length < 2048;
 }
 
-function page(title: string, body: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeXml(title)}</title></head><body><main><h1>${escapeXml(title)}</h1>${body}</main></body></html>`;
-}
 
 function signInForm(appru: string, hint: string, error?: string): string {
-  return page(
+  return pageHtml(
     'Enroll this device',
     `${error ? `<p role="alert">${escapeXml(error)}</p>` : ''}` +
       `<form method="post" action="/EnrollmentServer/Auth">` +
@@ -334,7 +386,7 @@ function signInForm(appru: string, hint: string, error?: string): string {
 
 /** Hands the token back to Windows: a form posting `wresult` to appru (auto-submitted where scripts run). */
 function returnToDevice(appru: string, token: string): string {
-  return page(
+  return pageHtml(
     'Finishing enrollment',
     `<form id="done" method="post" action="${escapeXml(appru)}"><input type="hidden" name="wresult" value="${Buffer.from(token).toString('base64')}">` +
       `<p>Select Continue to finish setting up this device.</p><button type="submit">Continue</button></form>` +

@@ -16,10 +16,12 @@ export type Scope =
   | 'policies:read'
   | 'policies:write'
   | 'events:read'
-  | 'tokens:manage';
+  | 'tokens:manage'
+  /** Enrollment rules: restrictions, terms, users and enrollment managers, enrollment settings. */
+  | 'governance:write';
 
 export const ROLE_SCOPES: Record<Role, readonly Scope[]> = {
-  admin: ['devices:read', 'commands:read', 'commands:write', 'enrollment:read', 'enrollment:write', 'policies:read', 'policies:write', 'events:read', 'tokens:manage'],
+  admin: ['devices:read', 'commands:read', 'commands:write', 'enrollment:read', 'enrollment:write', 'policies:read', 'policies:write', 'events:read', 'tokens:manage', 'governance:write'],
   operator: ['devices:read', 'commands:read', 'commands:write', 'policies:read', 'policies:write', 'events:read'],
   enroller: ['enrollment:read', 'enrollment:write', 'policies:read'],
   viewer: ['devices:read', 'commands:read', 'enrollment:read', 'policies:read', 'events:read'],

@@ -9,12 +9,15 @@ import { z } from './zod';
 import { parseInput } from '../http/validate';
 import type { ApiToken } from '../storage/tokens';
 import { authenticate, requireScope, type Scope } from './auth';
+import { Errors } from '../core/errors';
 
 
 export interface HandlerInput<P, Q, B> {
   params: P;
   query: Q;
   body: B;
+  /** The raw bytes of a `text/csv` body, for routes declared with `csv: true`. */
+  csv: Buffer;
   token: ApiToken;
   req: Request;
 }
@@ -28,7 +31,7 @@ export interface Reply {
 }
 
 export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
-  method: 'get' | 'post' | 'put' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** OpenAPI-style path below /api/v1, e.g. `/devices/{id}`. */
   path: string;
   summary: string;
@@ -36,6 +39,8 @@ export interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z
   params?: P;
   query?: Q;
   body?: B;
+  /** The body is a CSV file (`Content-Type: text/csv`), handed over as bytes in `csv`. */
+  csv?: true;
   responses: Record<number, { description: string; schema?: z.ZodType }>;
   handle(input: HandlerInput<z.output<P>, z.output<Q>, z.output<B>>): Promise<Reply>;
 }
@@ -70,10 +75,15 @@ export class AdminRoutes {
     this.#document(spec);
     const expressPath = spec.path.replace(/\{(\w+)\}/g, ':$1');
     this.router[spec.method](expressPath, authenticate(this.tokens), requireScope(spec.scope), async (req: Request, res: Response) => {
+      const csvBody = Buffer.isBuffer(req.body);
+      if (csvBody !== Boolean(spec.csv) && (csvBody || (req.body !== undefined && spec.csv))) {
+        throw Errors.of('unsupported_media_type', spec.csv ? 'send the file as text/csv' : 'send the request body as application/json');
+      }
       const input = {
         params: spec.params ? parseInput(spec.params, req.params, 'path') : undefined,
         query: spec.query ? parseInput(spec.query, req.query ?? {}, 'query') : undefined,
         body: spec.body ? parseInput(spec.body, req.body, 'body') : undefined,
+        csv: csvBody ? (req.body as Buffer) : Buffer.alloc(0),
         token: req.apiToken!,
         req,
       } as HandlerInput<z.output<P>, z.output<Q>, z.output<B>>;
@@ -110,7 +120,9 @@ export class AdminRoutes {
       request: {
         params: spec.params as z.ZodObject | undefined as never,
         query: spec.query as z.ZodObject | undefined as never,
-        body: spec.body ? { content: { 'application/json': { schema: spec.body } } } : undefined,
+        body: spec.csv
+          ? { content: { 'text/csv': { schema: { type: 'string', format: 'binary' } } } }
+          : spec.body ? { content: { 'application/json': { schema: spec.body } } } : undefined,
       },
       responses: responses as never,
     });

@@ -17,12 +17,21 @@ import { AdminRoutes } from './route';
 import { auditRoutes } from './routes/audit';
 import { commandRoutes } from './routes/commands';
 import { enrollmentTokenRoutes } from './routes/enrollment-tokens';
+import { directoryRoutes } from './routes/directory';
+import { governanceRoutes } from './routes/governance';
+import type { PgDirectoryStore } from '../storage/directory';
+import type { PgGovernanceStore } from '../storage/governance';
+
+/** CSV imports are at most 5 MB (seed 002 L1046); a little over that reaches the importer, which says why. */
+const CSV_BODY_LIMIT = 5 * 1024 * 1024 + 64 * 1024;
 
 export interface AdminDeps {
   db: Db;
   androidDpc: ProvisioningDeps['dpc'];
   commands: CommandService;
   policies: PgPolicyStore;
+  directory: PgDirectoryStore;
+  governance: PgGovernanceStore;
   pushCertificates: PgPushCertificateStore;
   pusher: PushScheduler;
   sealer: Sealer;
@@ -36,7 +45,7 @@ export interface AdminDeps {
 
 export function adminRouter(deps: AdminDeps): Router {
   const router = Router();
-  router.use(requireJson, express.json({ limit: deps.bodyLimit, strict: true }));
+  router.use(requireJson, express.json({ limit: deps.bodyLimit, strict: true }), express.raw({ type: 'text/csv', limit: CSV_BODY_LIMIT }));
   const routes = new AdminRoutes(router, deps.tokens);
   commandRoutes(routes, deps);
   enrollmentTokenRoutes(routes, deps);
@@ -45,6 +54,8 @@ export function adminRouter(deps: AdminDeps): Router {
   auditRoutes(routes, deps);
   windowsRoutes(routes, deps);
   appleRoutes(routes, deps);
+  directoryRoutes(routes, deps);
+  governanceRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
   // Registered after the routes are described, so the document covers all of them; readable without a token.
   router.get('/openapi.json', (_req, res) => {

@@ -52,8 +52,8 @@ export const notFoundHandler: RequestHandler = (req, res) => {
 /** Requests with a body must say it is JSON; anything else is refused before parsing. */
 export const requireJson: RequestHandler = (req, _res, next) => {
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-  if (hasBody && !req.is('application/json')) {
-    return next(Errors.of('unsupported_media_type', 'send the request body as application/json'));
+  if (hasBody && !req.is('application/json') && !req.is('text/csv')) {
+    return next(Errors.of('unsupported_media_type', 'send the request body as application/json (CSV imports: text/csv)'));
   }
   next();
 };

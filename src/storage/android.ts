@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { cancelOpenCommands } from './commands';
 import type { Db } from './db';
 import { eventRow } from './events';
-import type { PgTokenStore } from './tokens';
+import type { EnrollmentToken, PgTokenStore } from './tokens';
 
 export interface AndroidEnrollInput {
   token: string;
@@ -80,6 +80,11 @@ export class PgAndroidStore {
    * or hardware id) enrolling again keeps its device record: its old credentials are retired and the
    * commands still waiting for it are canceled (a wipe queued before a reset must not run again).
    */
+  /** The token, checked without spending a use (its refusals carry the stable token codes). */
+  async checkToken(secret: string): Promise<EnrollmentToken> {
+    return this.tokens.checkEnrollmentToken(secret, 'android');
+  }
+
   async enroll(input: AndroidEnrollInput): Promise<AndroidEnrollResult> {
     return this.db.transaction(async (trx) => {
       const token = await this.tokens.redeemEnrollmentToken(input.token, 'android', trx);

@@ -189,6 +189,17 @@ export class PgAppleStore {
     return token ? { ok: true, token, certificate } : { ok: false, reason: 'the enrollment token of this identity is gone' };
   }
 
+  /** Checks a token for a profile download (no use spent). */
+  async checkToken(secret: string): Promise<EnrollmentToken> {
+    return this.tokens.checkEnrollmentToken(secret, 'apple');
+  }
+
+  /** The enrollment token an identity certificate was issued under (its user, ownership, category). */
+  async tokenOfCertificate(certSha256: string): Promise<EnrollmentToken | undefined> {
+    const cert = await this.db('issued_certificates').where({ sha256: certSha256, purpose: 'device_identity' }).first('enrollment_token_id');
+    return cert?.enrollment_token_id ? this.tokens.getEnrollmentToken(cert.enrollment_token_id as string) : undefined;
+  }
+
   // ---- check-in lifecycle ----
 
   /**

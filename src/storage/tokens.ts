@@ -26,6 +26,8 @@ export interface EnrollmentToken {
   allow_personal_usage: string | null;
   additional_data: string | null;
   user_ref: string | null;
+  /** The device category enrollments with this token get. */
+  category_id: string | null;
   one_time: boolean;
   max_uses: number | null;
   uses: number;
@@ -38,7 +40,7 @@ export interface EnrollmentToken {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
 export const ENROLLMENT_TOKEN_COLUMNS: string[] = [
-  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref',
+  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref', 'category_id',
   'one_time', 'max_uses', 'uses', 'expires_at', 'revoked_at', 'created_by', 'created_at',
 ];
 
@@ -151,6 +153,18 @@ export class PgTokenStore {
   async checkEnrollmentTokenById(id: string, platform: Platform): Promise<EnrollmentToken> {
     const row = (await usable(this.db, { id }, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
     return row ?? refusal(this.db, { id }, platform);
+  }
+
+  async categoryExists(id: string): Promise<boolean> {
+    return Boolean(await this.db('device_categories').where({ id }).first('id'));
+  }
+
+  /** A usable token of any platform (the terms page serves all three). */
+  async checkAnyEnrollmentToken(secret: string): Promise<EnrollmentToken> {
+    const hash = hashSecret(normalizeEnrollmentToken(secret));
+    const found = (await this.db('enrollment_tokens').where({ token_hash: hash }).first('platform')) as { platform: Platform } | undefined;
+    if (!found) throw Errors.of('enrollment_token_not_found', 'this enrollment token is not valid');
+    return this.checkEnrollmentToken(secret, found.platform);
   }
 
   /**

@@ -91,6 +91,11 @@ export class PgWindowsStore {
     );
   }
 
+  /** The token, checked without spending a use (its refusals carry the stable token codes). */
+  async checkToken(secret: string): Promise<EnrollmentToken> {
+    return this.tokens.checkEnrollmentToken(secret, 'windows');
+  }
+
   async enroll(input: WindowsEnrollInput): Promise<{ deviceId: string; enrollmentId: string; certificate: IssuedCertificate; reenrolled: boolean }> {
     // The certificate is made before any write, so the token's row is locked only for the writes:
     // concurrent enrollments with one token do not queue behind each other's signing.

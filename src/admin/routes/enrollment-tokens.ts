@@ -30,6 +30,7 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, s
     async handle({ body, req }) {
       const terms = settleTokenTerms(body);
       if (body.policy_id && !(await policies.get(body.policy_id))) throw Errors.of('policy_not_found', `no policy with id ${body.policy_id}`);
+      if (body.category_id && !(await tokens.categoryExists(body.category_id))) throw Errors.of('category_not_found', `no device category with id ${body.category_id}`);
       const secret = newEnrollmentToken();
       const token = await tokens.createEnrollmentToken(
         {
@@ -38,6 +39,7 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, s
           ...terms,
           additional_data: body.additional_data ?? null,
           user_ref: body.user ?? null,
+          category_id: body.category_id ?? null,
           one_time: body.one_time ?? false,
           max_uses: body.max_uses ?? null,
           created_by: actorOf(req),
