@@ -14,6 +14,7 @@ import { DEVICE_STATUSES, OWNERSHIPS, PLATFORMS } from '../core/types';
 import { VERSION } from '../main';
 import { json, keyValues, table, time } from './format';
 import { ApiClient, type Page } from './http-client';
+import { registerImports } from './governance';
 
 // The admin API's answers: the same zod schemas the server validates and documents with.
 type DeviceJson = z.input<typeof DeviceSchema>;
@@ -561,6 +562,7 @@ export function registerClientCommands(program: Command): void {
   registerCommands(program);
   registerEnrollmentTokens(program);
   registerWindows(program);
+  registerImports(program, connect, withConnection, examples);
 }
 
 // ---- windows ----

@@ -70,6 +70,11 @@ export class ApiClient {
     return this.request<T>('POST', path, { body });
   }
 
+  /** Uploads a CSV file (the import endpoints take `text/csv`). */
+  postCsv<T>(path: string, query: Query, csv: Buffer): Promise<T> {
+    return this.request<T>('POST', path, { query, csv });
+  }
+
   delete<T>(path: string): Promise<T> {
     return this.request<T>('DELETE', path);
   }
@@ -86,7 +91,7 @@ export class ApiClient {
     return items;
   }
 
-  async request<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+  async request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; csv?: Buffer } = {}): Promise<T> {
     const url = new URL(`${this.baseUrl}/api/v1${path}`);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = {
@@ -95,10 +100,12 @@ export class ApiClient {
       'User-Agent': this.#userAgent,
     };
     if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    if (opts.csv !== undefined) headers['Content-Type'] = 'text/csv';
+    const body = opts.csv ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
 
     let res: Response;
     try {
-      res = await this.#fetch(url, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+      res = await this.#fetch(url, { method, headers, body });
     } catch (err) {
       throw connectionError(err, this.baseUrl);
     }

@@ -65,6 +65,9 @@ async function run(args: string[], { auth = true }: { auth?: boolean } = {}): Pr
   try {
     const argv = ['node', 'mooring', ...args, ...(auth ? ['--url', url, '--token', s.adminToken] : [])];
     await exitOverrideAll(buildProgram()).parseAsync(argv);
+    // Commands that report a failure without throwing set the exit code, as main() would exit with.
+    code = Number(process.exitCode ?? 0);
+    process.exitCode = undefined;
   } catch (err) {
     if (err instanceof CommanderError) code = err.exitCode;
     else {
@@ -332,6 +335,48 @@ describe('help', () => {
     expect(r.stdout).toContain('--token <token>');
     expect(r.stdout).toContain('Examples:');
     expect(r.stdout).toContain(example);
+  });
+});
+
+describe('imports', () => {
+  const fixture = (name: string) => path.join(ROOT, 'fixtures/governance', name);
+
+  it('imports corporate serials, dry run first, and prints what it did', async () => {
+    const dry = await run(['corporate-identifiers', 'import', fixture('corporate-serial.valid.csv'), '--type', 'serial', '--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/^would import \d+, overwrote 0, unchanged 0, skipped 0\n/);
+    expect(Number((await s.m.db('corporate_identifiers').count({ n: '*' }).first())!.n)).toBe(0);
+    const real = await run(['corporate-ids', 'import', fixture('corporate-serial.valid.csv'), '--type', 'serial']);
+    expect(real.code).toBe(0);
+    const imported = Number(/^imported (\d+)/.exec(real.stdout)![1]);
+    expect(imported).toBeGreaterThan(0);
+    expect(Number((await s.m.db('corporate_identifiers').count({ n: '*' }).first())!.n)).toBe(imported);
+  });
+
+  it('prints each row problem of an invalid file, imports nothing, and exits 1', async () => {
+    const before = Number((await s.m.db('corporate_identifiers').count({ n: '*' }).first())!.n);
+    const r = await run(['corporate-identifiers', 'import', fixture('corporate-serial.errors.csv'), '--type', 'serial']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^row 1: error header_not_allowed: /m);
+    expect(r.stderr).toMatch(/^row \d+: error serial_has_dot: /m);
+    expect(r.stderr).toContain('Nothing was imported.');
+    expect(Number((await s.m.db('corporate_identifiers').count({ n: '*' }).first())!.n)).toBe(before);
+  });
+
+  it('imports pre-approved devices, which then appear as pre_approved devices', async () => {
+    const r = await run(['preapproved-devices', 'import', fixture('preapproved.valid.csv')]);
+    expect(r.stderr).toMatch(/^uploading .*preapproved\.valid\.csv/);
+    expect(r.code).toBe(0);
+    const n = Number(/^imported (\d+) devices; users created (\d+)/.exec(r.stdout)![1]);
+    expect(n).toBeGreaterThan(0);
+    const listed = await s.api.get('/api/v1/devices').query({ status: 'pre_approved', limit: 100 }).expect(200);
+    expect(listed.body.items).toHaveLength(n);
+  });
+
+  it('says when the file is missing', async () => {
+    const r = await run(['preapproved', 'import', fixture('no-such.csv')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no such file');
   });
 });
 
