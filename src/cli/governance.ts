@@ -33,8 +33,7 @@ export async function runImport(api: ApiClient, path: string, file: string, quer
     if (opts.json) process.stdout.write(json(err.problem));
     else {
       process.stderr.write(`${err.detail}\n${problems('error', err.problem.errors)}${duplicates(err.problem.duplicates)}${problems('warning', err.problem.warnings)}`);
-      if (err.code === 'import_needs_review') process.stderr.write('Nothing was imported. Run again with --overwrite all, or --overwrite with the identifiers to replace (the others are skipped).\n');
-      else process.stderr.write('Nothing was imported. Correct the file and run again.\n');
+      if (err.code === 'import_needs_review') process.stderr.write('Run again with --overwrite all, or --overwrite with the identifiers to replace (the other duplicates are skipped).\n');
     }
     process.exitCode = 1;
   }
