@@ -102,7 +102,11 @@ export async function up(knex: Knex): Promise<void> {
 
   await knex.schema.alterTable('enrollment_tokens', (t) => {
     t.uuid('category_id').references('device_categories.id').onDelete('SET NULL');
+    t.boolean('category_choice').notNullable().defaultTo(false); // the enrollment page asks the user for a category
   });
+  // A category the user chose on the Apple enrollment page travels with the SCEP challenge to the certificate.
+  await knex.schema.alterTable('scep_challenges', (t) => t.uuid('category_id'));
+  await knex.schema.alterTable('issued_certificates', (t) => t.uuid('category_id'));
 
   await knex.schema.createTable('terms', (t) => {
     t.uuid('id').primary().defaultTo(knex.raw('gen_random_uuid()'));
@@ -155,7 +159,12 @@ export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('terms_acceptances');
   await knex.schema.dropTable('terms_versions');
   await knex.schema.dropTable('terms');
-  await knex.schema.alterTable('enrollment_tokens', (t) => t.dropColumn('category_id'));
+  await knex.schema.alterTable('issued_certificates', (t) => t.dropColumn('category_id'));
+  await knex.schema.alterTable('scep_challenges', (t) => t.dropColumn('category_id'));
+  await knex.schema.alterTable('enrollment_tokens', (t) => {
+    t.dropColumn('category_id');
+    t.dropColumn('category_choice');
+  });
   await knex.schema.dropTable('preapproved_devices');
   await knex.raw('DROP INDEX IF EXISTS devices_user_ref');
   await knex.raw(`DELETE FROM devices WHERE status = 'pre_approved'`);

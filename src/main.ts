@@ -180,6 +180,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         trustedProxyCertHeader: config.trustedProxyCertHeader,
         wnsPackageFamilyName: config.wns.pfn,
         gate,
+        sealer,
         logger: logger.child({ component: 'windows' }),
       }),
     ];

@@ -6,7 +6,7 @@
  */
 import express, { type Request, type Response, type Router } from 'express';
 import { EnrollmentRefusal, type EnrollmentFacts, type RefusalReason } from '../../src/core/enrollment-policy';
-import { acceptedTerms, acceptsAll, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
+import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { EnrollmentToken } from '../../src/storage/tokens';
 import { isMooringError } from '../../src/core/errors';
 import { readRawBody } from '../../src/http/raw-body';
@@ -42,7 +42,18 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       const checked = await deps.apple.checkToken(token);
       // What the rules can decide before the device says what it is: platform, terms, the token.
       await deps.gate.decide(profileFacts(checked));
-      ({ challenge } = await deps.apple.newChallenge(token));
+      let categoryId: string | null = null;
+      if (checked.category_choice) {
+        const categories = await deps.gate.categories();
+        const chosen = req.query.category === undefined ? undefined : chosenCategory(req.query.category, categories);
+        if (chosen === undefined) {
+          const error = req.query.category === undefined ? undefined : 'Choose one of the categories.';
+          const form = categoryFormHtml({ action: '/enroll/apple', method: 'get', hidden: { token }, categories, selected: checked.category_id, error });
+          return void sendPage(res, 200, 'Enroll this device', form);
+        }
+        categoryId = chosen;
+      }
+      ({ challenge } = await deps.apple.newChallenge(token, categoryId));
     } catch (err) {
       if (err instanceof EnrollmentRefusal && err.reason === 'terms_not_accepted') return void termsPage(deps, res, token);
       if (err instanceof EnrollmentRefusal) {

@@ -151,7 +151,7 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
     case 'Authenticate': {
       if (channel.channel !== 'device') throw new MdmRefusal(400, 'Authenticate on a user channel');
       const userEnrollment = channel.type === 'UserEnrollmentDevice';
-      const token = await deps.apple.tokenOfCertificate(certSha256);
+      const { token, chosenCategoryId } = await deps.apple.enrollmentOfCertificate(certSha256);
       const decision = await deps.gate.decide(
         {
           platform: 'apple',
@@ -164,7 +164,7 @@ async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
           imei: msg.IMEI,
           userRef: token?.user_ref ?? undefined,
           ownershipClaim: token?.ownership ?? 'unknown',
-          categoryId: token?.category_id ?? null,
+          categoryId: (token?.category_choice ? chosenCategoryId : null) ?? token?.category_id ?? null,
           policyId: token?.policy_id ?? null,
           final: true,
         },

@@ -19,8 +19,9 @@ import { isMooringError } from '../../src/core/errors';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
-import { acceptedTerms, acceptsAll, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
+import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { CertificateAuthority } from '../../src/pki/ca';
+import type { Sealer } from '../../src/pki/sealed';
 import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
 import type { PgEnrollmentGate } from '../../src/storage/enrollment-gate';
 import type { EnrollmentToken } from '../../src/storage/tokens';
@@ -56,6 +57,8 @@ export interface WindowsRoutesDeps {
   logger: Logger;
   /** The enrollment rules (restrictions, limits, terms): consulted before a device is enrolled. */
   gate: PgEnrollmentGate;
+  /** Seals the federated token the sign-in page hands out. */
+  sealer: Sealer;
 }
 
 const PUSH_NODE = './Vendor/MSFT/DMClient/Provider/Mooring/Push';
@@ -108,7 +111,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
     const request = parseGetPolicies(bodyOf(req));
     ctx.relatesTo = request.messageId;
     // The policy step only looks at the token; the enrollment step spends a use of it.
-    if (!(await deps.windows.tokenIsUsable(secretOf(request.security)))) throw authenticationFault();
+    if (!(await deps.windows.tokenIsUsable(credentialsOf(deps, request.security).code))) throw authenticationFault();
     return { xml: buildGetPoliciesResponse({ relatesTo: request.messageId }) };
   }));
 
@@ -121,17 +124,18 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       throw new WindowsFault('CertificateRequest', 'the certificate request could not be used', undefined, 500, { cause: err });
     });
     const mode = request.context.EnrollmentType === 'Device' ? 'device' : 'user';
-    const secret = secretOf(request.security);
+    const claims = credentialsOf(deps, request.security);
+    const secret = claims.code;
     const facts: EnrollmentFacts = {
       platform: 'windows',
       method: request.security.binaryToken ? 'windows_federated' : 'windows_onpremise',
       os: 'windows',
       osVersion: request.context.OSVersion,
-      userRef: request.context.UserPrincipalName ?? (request.security.username || undefined),
+      userRef: request.context.UserPrincipalName ?? claims.user,
       ownershipClaim: 'unknown',
       final: true,
     };
-    const decision = await decideEnrollment(deps, facts, secret, request.context.HWDevID ?? deviceId, baseUrl(req, deps.publicUrl));
+    const decision = await decideEnrollment(deps, facts, claims, request.context.HWDevID ?? deviceId, baseUrl(req, deps.publicUrl));
     const enrolled = await deps.windows
       .enroll({
         token: secret,
@@ -180,7 +184,8 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
   });
 
   router.post('/EnrollmentServer/Auth', express.urlencoded({ extended: false, limit: '16kb' }), async (req, res) => {
-    const { appru = '', login_hint: hint = '', code = '' } = req.body as Record<string, string>;
+    const body = req.body as Record<string, string>;
+    const { appru = '', login_hint: hint = '', code = '' } = body;
     if (!isWindowsAppReturnUrl(appru)) return void res.status(400).type('html').send(pageHtml('Sign-in link not valid', '<p>Start again from Settings.</p>'));
     const token = code ? await deps.windows.checkToken(code).catch(() => undefined) : undefined;
     if (!token) {
@@ -197,7 +202,18 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
         return void res.type('html').send(pageHtml('Terms of use', termsFormHtml({ action: '/EnrollmentServer/Auth', hidden: { appru, login_hint: hint, code }, terms: pending, error })));
       }
     }
-    res.type('html').send(returnToDevice(appru, code));
+    let category: string | undefined;
+    if (token.category_choice) {
+      const categories = await deps.gate.categories();
+      const chosen = body.category === undefined ? undefined : chosenCategory(body.category, categories);
+      if (chosen === undefined) {
+        const error = body.category === undefined ? undefined : 'Choose one of the categories.';
+        const form = categoryFormHtml({ action: '/EnrollmentServer/Auth', method: 'post', hidden: { appru, login_hint: hint, code }, categories, selected: token.category_id, error });
+        return void res.type('html').send(pageHtml('Enroll this device', form));
+      }
+      category = chosen ?? undefined;
+    }
+    res.type('html').send(returnToDevice(appru, federatedToken(deps.sealer, { code, user, category })));
   });
 
   router.post('/ManagementServer/MDM.svc', raw, async (req, res) => {
@@ -320,24 +336,47 @@ function bodyOf(req: Request): Buffer {
   throw new WindowsFault('MessageFormat', 'the request has no body');
 }
 
+/** What the sign-in page vouches for: the enrollment code, who signed in, the category they chose. */
+interface FederatedClaims {
+  code: string;
+  user?: string;
+  category?: string;
+}
+
 /**
- * The enrollment token: the UsernameToken password (OnPremise), or the federated token, which the
- * sign-in page handed to Windows base64-encoded (the BinarySecurityToken's EncodingType).
+ * The federated token the sign-in page hands Windows (which sends it back as the BinarySecurityToken):
+ * the claims sealed with the server's key, so a client cannot skip the page (and its terms) or claim
+ * another user by making up a token.
  */
-function secretOf(security: SecurityCredentials): string {
-  if (security.password) return security.password;
+function federatedToken(sealer: Sealer, claims: FederatedClaims): string {
+  return sealer.seal(JSON.stringify(claims));
+}
+
+/**
+ * The enrollment token and who presents it: the UsernameToken password and username (OnPremise), or
+ * the sealed federated token, base64-encoded by Windows (the BinarySecurityToken's EncodingType).
+ * Anything that does not open is an empty secret, which no token matches.
+ */
+function credentialsOf(deps: Pick<WindowsRoutesDeps, 'sealer'>, security: SecurityCredentials): FederatedClaims {
+  if (security.password) return { code: security.password, user: security.username || undefined };
   const value = security.binaryToken?.value;
-  return value ? Buffer.from(value, 'base64').toString('utf8') : '';
+  if (!value) return { code: '' };
+  try {
+    const claims = JSON.parse(deps.sealer.open(Buffer.from(value, 'base64').toString('utf8'))) as FederatedClaims;
+    return typeof claims.code === 'string' ? claims : { code: '' };
+  } catch {
+    return { code: '' };
+  }
 }
 
 /**
  * The enrollment rules for this request: the token's own state first (a refusal there is recorded
  * too), then restrictions, limits and terms. Refusals become the fault Windows shows a message for.
  */
-async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts, secret: string, hardwareId: string, base: string): Promise<Allowed> {
+async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts, claims: FederatedClaims, hardwareId: string, base: string): Promise<Allowed> {
   let token: EnrollmentToken;
   try {
-    token = await deps.windows.checkToken(secret);
+    token = await deps.windows.checkToken(claims.code);
   } catch (err) {
     const code = isMooringError(err) ? err.code : '';
     if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') await deps.gate.refuse(facts, code, err instanceof Error ? err.message : code);
@@ -345,7 +384,14 @@ async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts,
   }
   try {
     return await deps.gate.decide(
-      { ...facts, ownershipClaim: token.ownership, categoryId: token.category_id, policyId: token.policy_id, token: { id: token.id, expired: false, revoked: false, usedUp: false } },
+      {
+        ...facts,
+        userRef: facts.userRef ?? token.user_ref ?? undefined,
+        ownershipClaim: token.ownership,
+        categoryId: (token.category_choice ? claims.category : undefined) ?? token.category_id,
+        policyId: token.policy_id,
+        token: { id: token.id, expired: false, revoked: false, usedUp: false },
+      },
       { hardwareId },
     );
   } catch (err) {

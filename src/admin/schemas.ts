@@ -189,6 +189,7 @@ export const EnrollmentTokenRequestSchema = z
     one_time: z.boolean().optional(),
     user: z.string().min(1).max(320).optional(),
     category_id: uuid.optional().openapi({ description: 'the device category enrolled devices get' }),
+    category_choice: z.boolean().optional().openapi({ description: 'the Apple profile page and the Windows sign-in page ask the user to choose a category (category_id is preselected)' }),
     max_uses: z.number().int().min(1).max(1_000_000).optional(),
     additional_data: z.string().max(1024).optional().openapi({ description: 'handed to the DPC with the token (Android)' }),
   })
@@ -205,6 +206,7 @@ export const EnrollmentTokenSchema = z
     additional_data: z.string().nullable(),
     user: z.string().nullable(),
     category_id: uuid.nullable(),
+    category_choice: z.boolean(),
     one_time: z.boolean(),
     max_uses: z.number().int().nullable(),
     uses: z.number().int(),
@@ -230,6 +232,7 @@ export function enrollmentTokenJson(t: EnrollmentToken): z.input<typeof Enrollme
     additional_data: t.additional_data,
     user: t.user_ref,
     category_id: t.category_id ?? null,
+    category_choice: Boolean(t.category_choice),
     one_time: t.one_time,
     max_uses: t.max_uses,
     uses: t.uses,

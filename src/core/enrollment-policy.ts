@@ -278,9 +278,11 @@ export function evaluateEnrollment(f: EnrollmentFacts, ctx: EnrollmentContext): 
   if (f.token?.expired) return refuse('token_expired', 'the enrollment token has expired');
   if (f.token?.usedUp) return refuse('token_used_up', 'the enrollment token has no uses left');
 
-  const userless = !f.userRef || USERLESS_METHODS.has(f.method);
+  // Who enrolls: the user the enrollment names, else the user a pre-approval of this device names.
+  const named = f.userRef ?? ctx.preapproved?.user_email ?? undefined;
+  const userless = !named || USERLESS_METHODS.has(f.method);
   const dem = !userless && Boolean(ctx.user?.is_dem);
-  const whoRef = userless ? undefined : f.userRef;
+  const whoRef = userless ? undefined : named;
   const platformRestriction = selectRestriction(ctx.restrictions, 'platform', ctx.user, whoRef);
   if (platformRestriction) trace.platform_restriction = { id: platformRestriction.id, name: platformRestriction.name, priority: platformRestriction.priority };
   const rules = (platformRestriction?.settings as PlatformRestrictionSettings | undefined)?.platforms ?? {};
@@ -341,7 +343,7 @@ export function evaluateEnrollment(f: EnrollmentFacts, ctx: EnrollmentContext): 
 
   const pre = ctx.preapproved;
   const userId = dem || userless ? null : (pre?.user_id ?? ctx.user?.id ?? null);
-  const userRef = dem || userless ? null : (pre?.user_email ?? ctx.user?.email ?? f.userRef ?? null);
+  const userRef = dem || userless ? null : (pre?.user_email ?? ctx.user?.email ?? named ?? null);
   return {
     allowed: true,
     ownership: owner.ownership,

@@ -91,3 +91,35 @@ export function acceptedTerms(body: Record<string, unknown>): Array<{ id: string
 export function acceptsAll(pending: PendingTerms[], accepted: Array<{ id: string; version: number }>): boolean {
   return pending.every((t) => accepted.some((a) => a.id === t.id && a.version === t.version));
 }
+
+export interface CategoryOption {
+  id: string;
+  name: string;
+  description: string | null;
+}
+
+/**
+ * The device category question (for tokens that let the user choose): one radio button each, and
+ * "No category". `selected` is the token's own category, preselected.
+ */
+export function categoryFormHtml(o: { action: string; method: 'get' | 'post'; hidden: Record<string, string>; categories: CategoryOption[]; selected?: string | null; error?: string }): string {
+  const hidden = Object.entries(o.hidden)
+    .map(([k, v]) => `<input type="hidden" name="${escapeHtml(k)}" value="${escapeHtml(v)}">`)
+    .join('');
+  const option = (value: string, label: string, description: string | null, i: number) =>
+    `<p><input type="radio" id="category-${i}" name="category" value="${escapeHtml(value)}"${(o.selected ?? '') === value ? ' checked' : ''} required> ` +
+    `<label for="category-${i}">${escapeHtml(label)}</label>${description ? ` <small>${escapeHtml(description)}</small>` : ''}</p>`;
+  return (
+    `${o.error ? `<p role="alert">${escapeHtml(o.error)}</p>` : ''}` +
+    `<form method="${o.method}" action="${escapeHtml(o.action)}">${hidden}<fieldset><legend>What is this device used for?</legend>` +
+    o.categories.map((c, i) => option(c.id, c.name, c.description, i)).join('') +
+    option('', 'No category', null, o.categories.length) +
+    `</fieldset><p><button type="submit">Continue</button></p></form>`
+  );
+}
+
+/** The chosen category: null for "No category", undefined when the value names no offered category. */
+export function chosenCategory(value: unknown, categories: CategoryOption[]): string | null | undefined {
+  if (value === '') return null;
+  return typeof value === 'string' ? categories.find((c) => c.id === value.toLowerCase())?.id : undefined;
+}

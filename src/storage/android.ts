@@ -192,6 +192,8 @@ export class PgAndroidStore {
     if (keys.length === 0) return Promise.resolve(undefined);
     return trx('devices')
       .where({ platform: 'android' })
+      // A pre-approval's placeholder is not this device's record: the enrolled device replaces it.
+      .whereNot('status', 'pre_approved')
       .where((w) => {
         for (const [col, value] of keys) w.orWhere(col, value);
       })

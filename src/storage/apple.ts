@@ -98,14 +98,14 @@ const SPEND_CHALLENGE = `
     UPDATE scep_challenges c SET used_at = now()
      WHERE c.challenge_hash = :hash AND c.used_at IS NULL AND c.expires_at > now()
        AND EXISTS (SELECT 1 FROM enrollment_tokens t WHERE t.id = c.enrollment_token_id AND t.platform = 'apple' AND ${usableTokenSql('t')})
-     RETURNING c.enrollment_token_id
+     RETURNING c.enrollment_token_id, c.category_id
   ), tok AS (
     UPDATE enrollment_tokens t SET uses = t.uses + 1
       FROM spent WHERE t.id = spent.enrollment_token_id AND ${usableTokenSql('t')}
      RETURNING t.*
   ), cert AS (
-    INSERT INTO issued_certificates (serial, sha256, subject, purpose, not_before, not_after, pem, enrollment_token_id)
-    SELECT :serial, :sha256, :subject, 'device_identity', :not_before, :not_after, :pem, tok.id FROM tok
+    INSERT INTO issued_certificates (serial, sha256, subject, purpose, not_before, not_after, pem, enrollment_token_id, category_id)
+    SELECT :serial, :sha256, :subject, 'device_identity', :not_before, :not_after, :pem, tok.id, spent.category_id FROM tok, spent
   ), ev AS (
     INSERT INTO events (type, actor, data)
     SELECT 'apple.identity_issued', 'enrollment_token:' || tok.id, :event::jsonb FROM tok
@@ -126,12 +126,12 @@ export class PgAppleStore {
   // ---- enrollment profile and SCEP ----
 
   /** Checks the token (no use spent) and makes a one-use SCEP challenge bound to it. */
-  async newChallenge(tokenSecret: string): Promise<{ challenge: string; token: EnrollmentToken }> {
+  async newChallenge(tokenSecret: string, categoryId: string | null = null): Promise<{ challenge: string; token: EnrollmentToken }> {
     const token = await this.tokens.checkEnrollmentToken(tokenSecret, 'apple');
     const challenge = crypto.randomBytes(24).toString('base64url');
     const ttlEnd = Date.now() + CHALLENGE_TTL_MS;
     const expires = token.expires_at && token.expires_at.getTime() < ttlEnd ? token.expires_at : new Date(ttlEnd);
-    await this.db('scep_challenges').insert({ challenge_hash: hashChallenge(challenge), enrollment_token_id: token.id, expires_at: expires });
+    await this.db('scep_challenges').insert({ challenge_hash: hashChallenge(challenge), enrollment_token_id: token.id, category_id: categoryId, expires_at: expires });
     return { challenge, token };
   }
 
@@ -194,10 +194,14 @@ export class PgAppleStore {
     return this.tokens.checkEnrollmentToken(secret, 'apple');
   }
 
-  /** The enrollment token an identity certificate was issued under (its user, ownership, category). */
-  async tokenOfCertificate(certSha256: string): Promise<EnrollmentToken | undefined> {
-    const cert = await this.db('issued_certificates').where({ sha256: certSha256, purpose: 'device_identity' }).first('enrollment_token_id');
-    return cert?.enrollment_token_id ? this.tokens.getEnrollmentToken(cert.enrollment_token_id as string) : undefined;
+  /**
+   * What an identity certificate was issued under: its enrollment token (user, ownership, category)
+   * and the category the user chose on the enrollment page, if they were asked.
+   */
+  async enrollmentOfCertificate(certSha256: string): Promise<{ token?: EnrollmentToken; chosenCategoryId: string | null }> {
+    const cert = await this.db('issued_certificates').where({ sha256: certSha256, purpose: 'device_identity' }).first('enrollment_token_id', 'category_id');
+    const token = cert?.enrollment_token_id ? await this.tokens.getEnrollmentToken(cert.enrollment_token_id as string) : undefined;
+    return { token, chosenCategoryId: (cert?.category_id as string | null | undefined) ?? null };
   }
 
   // ---- check-in lifecycle ----

@@ -39,10 +39,16 @@ const NOT_THIS_DEVICE = `NOT (d.platform = :platform AND (
   OR (d.hardware_id IS NOT NULL AND d.hardware_id = :hw)))`;
 
 const CONTEXT = `
-  WITH u AS (
+  WITH pre AS (
+    SELECT p.id, p.ownership, p.user_id, pu.email AS user_email, p.device_name, p.category_id, p.policy_id
+      FROM preapproved_devices p LEFT JOIN users pu ON pu.id = p.user_id
+     WHERE p.device_platform = :platform AND p.serial_number = :serial
+  ), u AS (
+    -- who enrolls: the user the enrollment names, else the user a pre-approval of this serial names
     SELECT id, email, is_dem, groups FROM users
-     WHERE :ref::text IS NOT NULL AND (email = lower(:ref) OR lower(upn) = lower(:ref))
-     ORDER BY email = lower(:ref) DESC LIMIT 1
+     WHERE (:ref::text IS NOT NULL AND (email = lower(:ref) OR lower(upn) = lower(:ref)))
+        OR (:ref::text IS NULL AND id = (SELECT user_id FROM pre))
+     ORDER BY email = lower(:ref) DESC NULLS LAST LIMIT 1
   )
   SELECT
     (SELECT row_to_json(u) FROM u) AS "user",
@@ -52,19 +58,16 @@ const CONTEXT = `
        SELECT id, type FROM corporate_identifiers
         WHERE (type = 'serial' AND value = :serial) OR (type = 'imei' AND value = :imei)
         ORDER BY type = 'serial' DESC LIMIT 1) c) AS corporate_identifier,
-    (SELECT row_to_json(p) FROM (
-       SELECT p.id, p.ownership, p.user_id, pu.email AS user_email, p.device_name, p.category_id, p.policy_id
-         FROM preapproved_devices p LEFT JOIN users pu ON pu.id = p.user_id
-        WHERE p.device_platform = :platform AND p.serial_number = :serial) p) AS preapproved,
+    (SELECT row_to_json(pre) FROM pre) AS preapproved,
     (SELECT preapproved_only FROM enrollment_settings WHERE id = 1) AS preapproved_only,
     (SELECT count(*) FROM devices d
-      WHERE :ref::text IS NOT NULL AND (lower(d.user_ref) = lower(:ref) OR d.user_id = (SELECT id FROM u))
+      WHERE (lower(d.user_ref) = lower(:ref) OR d.user_id = (SELECT id FROM u))
         AND ${COUNTS_FOR_CAP} AND ${NOT_THIS_DEVICE})::int AS user_device_count,
     (SELECT count(*) FROM devices d
       WHERE d.enrolled_by = (SELECT id FROM u) AND d.status IN ('enrolled', 'pending') AND ${NOT_THIS_DEVICE})::int AS dem_device_count,
     (SELECT coalesce(json_agg(t ORDER BY t.title), '[]') FROM (
        SELECT t.id, t.version, t.title FROM terms t
-        WHERE :ref::text IS NOT NULL
+        WHERE (:ref::text IS NOT NULL OR EXISTS (SELECT 1 FROM u))
           AND (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
           AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)) t) AS pending_terms`;
 
@@ -199,6 +202,11 @@ export class PgEnrollmentGate {
       const placeholder = pre?.placeholder_device_id as string | null | undefined;
       if (placeholder && placeholder !== deviceId) await conn('devices').where({ id: placeholder, status: 'pre_approved' }).del();
     }
+  }
+
+  /** The categories a user may choose from on an enrollment page, by name. */
+  async categories(): Promise<Array<{ id: string; name: string; description: string | null }>> {
+    return this.db('device_categories').orderByRaw('lower(name)').select('id', 'name', 'description');
   }
 
   /** Terms the user (an email or UPN) has yet to accept, with their text. */

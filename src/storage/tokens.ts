@@ -28,6 +28,8 @@ export interface EnrollmentToken {
   user_ref: string | null;
   /** The device category enrollments with this token get. */
   category_id: string | null;
+  /** The enrollment page lets the user choose the device's category. */
+  category_choice: boolean;
   one_time: boolean;
   max_uses: number | null;
   uses: number;
@@ -40,7 +42,7 @@ export interface EnrollmentToken {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
 export const ENROLLMENT_TOKEN_COLUMNS: string[] = [
-  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref', 'category_id',
+  'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref', 'category_id', 'category_choice',
   'one_time', 'max_uses', 'uses', 'expires_at', 'revoked_at', 'created_by', 'created_at',
 ];
 

@@ -40,6 +40,7 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, s
           additional_data: body.additional_data ?? null,
           user_ref: body.user ?? null,
           category_id: body.category_id ?? null,
+          category_choice: body.category_choice ?? false,
           one_time: body.one_time ?? false,
           max_uses: body.max_uses ?? null,
           created_by: actorOf(req),
