@@ -499,6 +499,35 @@ describe('Android', () => {
     expect((await failuresOf(s, email)).map((f) => f.reason).sort()).toEqual(['manufacturer_blocked', 'os_version_not_allowed']);
   });
 
+  it('refuses a fully managed device for an enrollment manager, and records a revoked token as a refusal', async () => {
+    const email = unique('androiddem');
+    await createUser(s, { email, is_dem: true });
+    const managed = await androidToken({ allow_personal_usage: 'disallowed', ownership: undefined, user: email });
+    const refused = await expectRefused(dpc({}, 'fully_managed'), managed, 'dem_not_supported_for_method');
+    expect(await s.m.db('enrollment_attempts').where({ activity_id: refused.activity_id }).first()).toMatchObject({
+      reason: 'dem_not_supported_for_method',
+      method: 'android_fully_managed',
+      user_ref: email,
+    });
+    // The same manager may set up a personal work profile: corporate, no user, counted as theirs.
+    const byod = await androidToken({ user: email });
+    const device = dpc();
+    expect((await device.enroll(byod)).status).toBe(201);
+    expect((await s.api.get(`/api/v1/devices/${device.deviceId}`).expect(200)).body).toMatchObject({ ownership: 'corporate', ownership_source: 'dem', user: null });
+
+    const created = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'android', user: email }).expect(201);
+    await s.api.delete(`/api/v1/enrollment-tokens/${created.body.id}`).expect(200);
+    const res = await fetch(`${net.url}/android/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: created.body.token, mode: 'byod_work_profile', device: dpc().facts }),
+    });
+    expect(res.status).toBe(403);
+    expect(await res.json()).toMatchObject({ code: 'token_revoked' });
+    const failures = await s.api.get('/api/v1/reports/enrollment-failures').query({ reason: 'token_revoked', platform: 'android' }).expect(200);
+    expect(failures.body.items[0]).toMatchObject({ reason: 'token_revoked', method: 'android_byod_work_profile', platform: 'android' });
+  });
+
   it('sends a user who has not accepted the terms to the terms page, then enrolls the device', async () => {
     const group = `droid-terms-${++seq}`;
     const email = unique('droidterms');
