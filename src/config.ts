@@ -54,6 +54,10 @@ export const SETTINGS = {
     schema: z.enum(['decline', 'accept']).default('decline'),
     doc: 'macOS user channels: `decline` answers UserAuthenticate with 410 (device channel only); `accept` manages users too.',
   },
+  MOORING_IDLE_CACHE: {
+    schema: z.enum(['auto', 'local', 'off']).default('auto'),
+    doc: "Answer a device's repeated idle poll from memory while nothing was queued for it. `auto`: on with Redis (the queue generation is shared there) and in embedded mode, off with an external database and no Redis; `local`: also on with an external database and no Redis, for exactly one `mooring serve` process running its own worker; `off`: every poll asks the database.",
+  },
   MOORING_APNS_URL: { schema: z.url().default('https://api.push.apple.com'), doc: 'APNs base URL (a local mock in tests).' },
   MOORING_APNS_CA_FILE: {
     schema: optionalString,
@@ -138,6 +142,7 @@ export interface Config {
   caFiles?: { certFile: string; keyFile: string };
   identityDays: number;
   apple: { rootPayload: boolean; userChannels: 'decline' | 'accept' };
+  idleCache: 'auto' | 'local' | 'off';
   apnsUrl: string;
   apnsCaFile?: string;
   fcmUrl: string;
@@ -194,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     caFiles: e.MOORING_CA_CERT && e.MOORING_CA_KEY ? { certFile: path.resolve(e.MOORING_CA_CERT), keyFile: path.resolve(e.MOORING_CA_KEY) } : undefined,
     identityDays: e.MOORING_IDENTITY_DAYS,
     apple: { rootPayload: e.MOORING_APPLE_ROOT_PAYLOAD, userChannels: e.MOORING_APPLE_USER_CHANNELS },
+    idleCache: e.MOORING_IDLE_CACHE,
     apnsUrl: e.MOORING_APNS_URL,
     apnsCaFile: e.MOORING_APNS_CA_FILE ? path.resolve(e.MOORING_APNS_CA_FILE) : undefined,
     fcmUrl: e.MOORING_FCM_URL,

@@ -11,6 +11,8 @@ import pino, { type Logger } from 'pino';
 import { adminRouter } from './admin/router';
 import { PgDirectoryStore } from './storage/directory';
 import { PgEnrollmentGate } from './storage/enrollment-gate';
+import { IdleCache } from './core/idle-cache';
+import { LocalQueueGeneration, type QueueGeneration } from './core/queue-generation';
 import { termsRouter } from '../protocols/terms/routes';
 import { PgGovernanceStore } from './storage/governance';
 import { ConfigError, type Config } from './config';
@@ -30,7 +32,7 @@ import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
 import { AppleCommands } from '../protocols/apple/commands';
 import { appleRouter } from '../protocols/apple/routes';
-import { PgAppleStore } from './storage/apple';
+import { PgAppleStore, SEEN_RESOLUTION_SECONDS } from './storage/apple';
 import { PgPushCertificateStore } from './storage/push-certificates';
 import { WindowsCommands } from '../protocols/windows/commands';
 import { windowsRouter } from '../protocols/windows/routes';
@@ -120,7 +122,10 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const providers = opts.pushProviders ?? defaultPushProviders(config, logger, pushCertificates);
     cleanup.unshift(() => providers.close());
     const platforms = opts.platforms ?? new PlatformRegistry().register(new AppleCommands()).register(new AndroidCommands()).register(new WindowsCommands());
+    const generation = queueGeneration(config, queues);
+    const idle = generation ? new IdleCache(generation, { ttlMs: SEEN_RESOLUTION_SECONDS * 1000, maxEntries: 200_000 }) : undefined;
     const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
+      generation,
       defaultTtlSeconds: config.commandTtlSeconds,
       redeliverAfterSeconds: config.redeliverAfterSeconds,
       notNowRetrySeconds: config.notNowRetrySeconds,
@@ -159,6 +164,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         ca,
         publicUrl: config.publicUrl,
         gate,
+        idle,
         pushTopic: async () => (await pushCertificates.summary('apple'))?.topic,
         rootPayload: config.apple.rootPayload,
         userChannels: config.apple.userChannels,
@@ -227,6 +233,17 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     await runAll(cleanup);
     throw err;
   }
+}
+
+/**
+ * The queue generation idle polls are checked against: Redis shares it between processes; in embedded
+ * mode (or when told there is one process) all queue changes happen here, so a counter in memory is
+ * the truth; otherwise none, and every idle poll asks the database.
+ */
+function queueGeneration(config: Config, queues: QueueBackend): QueueGeneration | undefined {
+  if (config.idleCache === 'off') return undefined;
+  if (queues.counter) return queues.counter('queue-generation');
+  return !config.databaseUrl || config.idleCache === 'local' ? new LocalQueueGeneration() : undefined;
 }
 
 /**

@@ -123,7 +123,7 @@ async function main(): Promise<number> {
   return onDatabase(
     s.databaseUrl,
     async (database) => {
-      rt = await startAppleRuntime({ databaseUrl: database.url, redisUrl: s.redisUrl, poolMax: s.poolMax });
+      rt = await startAppleRuntime({ databaseUrl: database.url, redisUrl: s.redisUrl, poolMax: s.poolMax, singleProcess: database.server === 'embedded' });
       floor = await startFloor(rt.tls);
       client = await LoadClient.start(rt.tls.caPem);
       cpu = await CpuMeter.open(database.url, s.redisUrl);

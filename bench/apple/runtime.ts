@@ -41,7 +41,7 @@ export interface AppleRuntime {
   close(): Promise<void>;
 }
 
-export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: string; poolMax?: string }): Promise<AppleRuntime> {
+export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: string; poolMax?: string; singleProcess?: boolean }): Promise<AppleRuntime> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-bench-apple-'));
   const cleanup: Array<() => Promise<void>> = [async () => fs.rmSync(stateDir, { recursive: true, force: true })];
   const undo = async () => {
@@ -69,6 +69,8 @@ export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: 
       MOORING_ADMIN_TOKEN: adminToken,
       MOORING_DB_POOL_MAX: opts.poolMax,
       MOORING_LOG_LEVEL: 'silent',
+      // One process holds every queue change here, as in the embedded default (`npm start`).
+      MOORING_IDLE_CACHE: opts.singleProcess ? 'local' : 'auto',
     });
     const platforms = new PlatformRegistry().register(new AppleCommands());
     const m = await createMooring(config, { logger: pino({ level: 'silent' }), platforms, queueNamespace });

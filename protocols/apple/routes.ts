@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
 import { EnrollmentRefusal, REFUSAL_MESSAGES, type RestrictionPlatform } from '../../src/core/enrollment-policy';
 import { isMooringError } from '../../src/core/errors';
+import type { IdleCache } from '../../src/core/idle-cache';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
@@ -60,6 +61,8 @@ export interface AppleRoutesDeps {
   logger: Logger;
   /** The enrollment rules (restrictions, terms, identifiers...): consulted at profile download and Authenticate. */
   gate: PgEnrollmentGate;
+  /** Answers repeated idle polls from memory while nothing was queued (absent: every poll asks the database). */
+  idle?: IdleCache;
 }
 
 /** The OS family from a product name (`iPhone15,2`, `iPad13,1`, `MacBookPro18,3`, `AppleTV11,1`). */
@@ -85,7 +88,6 @@ class MdmRefusal extends Error {
 
 export function appleRouter(deps: AppleRoutesDeps): Router {
   const router = Router();
-  enrollmentRoutes(router, deps);
 
   const mdm = (kind: 'checkin' | 'connect') => async (req: Request, res: Response) => {
     try {
@@ -103,12 +105,14 @@ export function appleRouter(deps: AppleRoutesDeps): Router {
       res.status(refusal.status).type('text/plain').send(refusal.text ?? (refusal.status === 410 ? 'Gone' : 'Bad Request'));
     }
   };
+  // The most frequent request first: the router tries its routes in order.
   for (const method of ['put', 'post'] as const) {
-    router[method]('/mdm/checkin', mdm('checkin'));
     router[method]('/mdm/connect', mdm('connect'));
+    router[method]('/mdm/checkin', mdm('checkin'));
     // NanoMDM's single ServerURL, for profiles and simulators written against it.
     router[method]('/mdm', mdm('connect'));
   }
+  enrollmentRoutes(router, deps);
   return router;
 }
 
@@ -144,9 +148,18 @@ function asRefusal(err: unknown): MdmRefusal | undefined {
 // ---------------------------------------------------------------------------------------------------
 // Check-in
 
+/** Check-ins that change which certificate or state a channel has: idle answers remembered for it are dropped. */
+const LIFECYCLE: ReadonlySet<string> = new Set(['Authenticate', 'TokenUpdate', 'CheckOut', 'UserAuthenticate']);
+
 async function checkin(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
   const msg = decodeCheckin(body); // its errors (CheckinError, PlistError) are 400s, see asRefusal
   const channel = resolveEnrollment(msg);
+  const reply = await checkinMessage(deps, msg, channel, certSha256);
+  if (LIFECYCLE.has(msg.MessageType)) await deps.idle?.changed(channel.id);
+  return reply;
+}
+
+async function checkinMessage(deps: AppleRoutesDeps, msg: CheckinMessage, channel: ReturnType<typeof resolveEnrollment>, certSha256: string): Promise<Reply> {
   switch (msg.MessageType) {
     case 'Authenticate': {
       if (channel.channel !== 'device') throw new MdmRefusal(400, 'Authenticate on a user channel');
@@ -268,11 +281,18 @@ async function declarative(deps: AppleRoutesDeps, channel: AppleChannel, msg: De
 async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string): Promise<Reply> {
   const report = decodeReport(body);
   if (report.status === 'Idle') {
+    const key = report.enrollment.id;
+    // Nothing queued the last time, same certificate, and no queue has gained work since: nothing now.
+    const generation = deps.idle ? await deps.idle.current() : 0;
+    if (deps.idle?.isIdle(key, certSha256, generation)) return EMPTY;
     // The hot path: identity, bookkeeping and hand-out in one statement.
-    const idle = await deps.apple.identifyAndTakeNext(report.enrollment.id, report.enrollment.parentId, certSha256);
-    const channel = usable(idle?.channel, report.enrollment.id);
+    const idle = await deps.apple.identifyAndTakeNext(key, report.enrollment.parentId, certSha256);
+    const channel = usable(idle?.channel, key);
     const command = idle?.command;
-    if (!command) return EMPTY;
+    if (!command) {
+      if (idle) deps.idle?.remember(key, certSha256, generation, idle.seenAgeMs);
+      return EMPTY;
+    }
     const payload = await payloadFor(deps, channel, command);
     if (payload) return replyOf(Buffer.from(payload, 'utf8'));
     return handOut(deps, channel, false);

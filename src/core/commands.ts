@@ -8,6 +8,7 @@
  */
 import { Errors, type ErrorCode } from './errors';
 import { uuidv7 } from './ids';
+import type { QueueGeneration } from './queue-generation';
 import type { Page, PageRequest } from './pagination';
 import type { CommandOutcome, PlatformRegistry, RefusalReason } from './platforms';
 import type { Command, Device, DeviceFacts, EventInput, Json, Params } from './types';
@@ -69,8 +70,12 @@ export type ReportResult = { changed: boolean; command: Command | undefined };
 export interface CommandStore {
   loadTargets(deviceIds: string[]): Promise<Map<string, CommandTarget>>;
   insertOne(command: NewCommand, event: EventInput): Promise<Command>;
-  /** Inserts the batch, all its commands and one event atomically; replays `batch.response` later. */
-  insertBatch(batch: NewBatch, commands: NewCommand[], response: BulkResult, event: EventInput): Promise<void>;
+  /**
+   * Inserts the batch, all its commands and one event atomically; replays `batch.response` later.
+   * Commands arrive in chunks, and the next chunk is prepared while one is written; `finish` gives
+   * the answer and the event once every chunk is in.
+   */
+  insertBatch(batch: NewBatch, commands: AsyncIterable<NewCommand[]>, finish: () => { response: BulkResult; event: EventInput }): Promise<void>;
   findByIdempotencyKey(deviceId: string, key: string): Promise<Command | undefined>;
   findBatchResponse(idempotencyKey: string): Promise<BulkResult | undefined>;
   get(id: string): Promise<Command | undefined>;
@@ -99,10 +104,14 @@ export interface CommandServiceOptions {
   notNowRetrySeconds: number;
   warn?: (obj: object, msg: string) => void;
   now?: () => Date;
+  /** Moved whenever a queue gains work, before devices are woken (idle polls answered from memory check it). */
+  generation?: QueueGeneration;
 }
 
 /** A bulk request up to this size wakes devices directly; larger ones fan out in the worker. */
 const DIRECT_PUSH_LIMIT = 500;
+/** Devices looked up and commands built per step of a bulk request (one insert statement each). */
+const BULK_CHUNK = 2_000;
 
 export class CommandService {
   readonly #now: () => Date;
@@ -142,6 +151,7 @@ export class CommandService {
       if (winner) return { command: this.#sameRequest(winner, req.type, params), created: false };
       throw err;
     }
+    await this.#queueChanged();
     await this.#wake(() => this.pusher.push([row.enrollment_id]), { command_id: row.id });
     return { command, created: true };
   }
@@ -158,35 +168,45 @@ export class CommandService {
     const params = req.params ?? {};
     const batchId = uuidv7();
     const unique = [...new Set(deviceIds)];
-    const targets = await this.store.loadTargets(unique);
-    const rows: NewCommand[] = [];
     const result: BulkResult = { batch_id: batchId, accepted: [], rejected: [] };
-    for (const deviceId of unique) {
-      const target = targets.get(deviceId);
-      if (!target) {
-        result.rejected.push({ device_id: deviceId, code: 'device_not_found', detail: `no device with id ${deviceId}` });
-        continue;
+    const enrollments: string[] = [];
+    // Devices are looked up and their commands built a chunk at a time, so the database writes one
+    // chunk while the next is prepared.
+    const chunks = async function* (this: CommandService): AsyncGenerator<NewCommand[]> {
+      for (let i = 0; i < unique.length; i += BULK_CHUNK) {
+        const ids = unique.slice(i, i + BULK_CHUNK);
+        const targets = await this.store.loadTargets(ids);
+        const rows: NewCommand[] = [];
+        for (const deviceId of ids) {
+          const target = targets.get(deviceId);
+          if (!target) {
+            result.rejected.push({ device_id: deviceId, code: 'device_not_found', detail: `no device with id ${deviceId}` });
+            continue;
+          }
+          const row = this.#prepare(target, req, params, actor, batchId);
+          if ('code' in row) {
+            result.rejected.push({ device_id: deviceId, ...row });
+            continue;
+          }
+          rows.push(row);
+          result.accepted.push(deviceId);
+          enrollments.push(row.enrollment_id);
+        }
+        if (rows.length) yield rows;
       }
-      const row = this.#prepare(target, req, params, actor, batchId);
-      if ('code' in row) {
-        result.rejected.push({ device_id: deviceId, ...row });
-        continue;
-      }
-      rows.push(row);
-      result.accepted.push(deviceId);
-    }
+    }.call(this);
     const batch: NewBatch = { id: batchId, type: req.type, params, idempotency_key: req.idempotency_key ?? null, requested_by: actor };
-    const event: EventInput = {
-      type: 'commands.queued',
-      actor,
-      data: { batch_id: batchId, type: req.type, accepted: result.accepted.length, rejected: result.rejected.length },
-    };
-    await this.store.insertBatch(batch, rows, result, event);
-    if (rows.length > 0) {
-      await this.#wake(
-        () => (rows.length <= DIRECT_PUSH_LIMIT ? this.pusher.push(rows.map((r) => r.enrollment_id)) : this.pusher.pushBatch(batchId)),
-        { batch_id: batchId },
-      );
+    await this.store.insertBatch(batch, chunks, () => ({
+      response: result,
+      event: {
+        type: 'commands.queued',
+        actor,
+        data: { batch_id: batchId, type: req.type, accepted: result.accepted.length, rejected: result.rejected.length },
+      },
+    }));
+    if (enrollments.length > 0) {
+      await this.#queueChanged();
+      await this.#wake(() => (enrollments.length <= DIRECT_PUSH_LIMIT ? this.pusher.push(enrollments) : this.pusher.pushBatch(batchId)), { batch_id: batchId });
     }
     return result;
   }
@@ -237,6 +257,7 @@ export class CommandService {
     for (;;) {
       const enrollments = await this.store.requeueUnreported(before, chunk);
       total += enrollments.length;
+      if (enrollments.length) await this.#queueChanged();
       if (enrollments.length) await this.#wake(() => this.pusher.push(enrollments), { requeued: enrollments.length });
       if (enrollments.length < chunk) return total;
     }
@@ -249,6 +270,8 @@ export class CommandService {
   async report(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult> {
     const result = await this.store.applyOutcome(enrollmentId, commandId, outcome);
     if (result.changed && outcome.status === 'not_now') {
+      // The command waits for the device's next session: a remembered "nothing queued" is no longer true.
+      await this.#queueChanged();
       await this.#wake(() => this.pusher.push([enrollmentId], { delayMs: this.opts.notNowRetrySeconds * 1000 }), {
         command_id: commandId,
       });
@@ -263,6 +286,15 @@ export class CommandService {
       const n = await this.store.expireDue(chunk);
       total += n;
       if (n < chunk) return total;
+    }
+  }
+
+  /** A queue gained work: move the generation, or say loudly that idle caches may be stale. */
+  async #queueChanged(): Promise<void> {
+    try {
+      await this.opts.generation?.bump();
+    } catch (err) {
+      this.opts.warn?.({ err }, 'could not move the queue generation: idle polls may answer from a stale cache until their entries expire');
     }
   }
 

@@ -7,7 +7,7 @@ import express, { type Router } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { registry } from '../metrics';
-import { requestLogging, routeMetrics } from './logging';
+import { requestLogging } from './logging';
 import { notFoundHandler, problemHandler } from './problem';
 
 export interface AppDeps {
@@ -24,7 +24,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', false);
   app.set('etag', false);
   app.use(requestLogging(deps.logger));
-  app.use(routeMetrics);
+  // Device routes first: their polls are the hot path, and the router tries routes in order.
+  for (const router of deps.devices ?? []) app.use(router);
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -37,10 +38,9 @@ export function createApp(deps: AppDeps): express.Express {
     res.type(registry.contentType).send(await registry.metrics());
   });
 
-  // Browser-facing security headers where a browser may look (the admin API, its documents); device
-  // protocols gain nothing from them, and their polls are the hot path.
+  // Browser-facing security headers only where a browser may look (the admin API, its documents);
+  // device protocols gain nothing from them.
   app.use('/api/v1', helmet({ contentSecurityPolicy: false }), deps.admin);
-  for (const router of deps.devices ?? []) app.use(router);
 
   app.use(notFoundHandler);
   app.use(problemHandler);

@@ -16,9 +16,11 @@ declare module 'express-serve-static-core' {
 
 /**
  * Reuses a caller's `X-Request-Id` when it is sane, otherwise makes one, and echoes it. Each request is
- * logged once when it ends (errors and 5xx at error, 4xx at info, the rest at debug), and the per-request
- * child logger is only built when something logs: device polls are the hot path. URLs are logged
- * without their query, and no header is logged, so tokens and signatures stay out of the log.
+ * logged once when it ends (errors and 5xx at error, 4xx at info, the rest at debug), and its latency
+ * is observed labelled by the matched route pattern (not the raw URL, to bound cardinality). One
+ * listener does both, and the per-request child logger is only built when something logs: device
+ * polls are the hot path. URLs are logged without their query, and no header is logged, so tokens and
+ * signatures stay out of the log.
  */
 export function requestLogging(logger: Logger): RequestHandler {
   return (req, res, next) => {
@@ -29,22 +31,14 @@ export function requestLogging(logger: Logger): RequestHandler {
     let child: Logger | undefined;
     Object.defineProperty(req, 'log', { configurable: true, get: () => (child ??= logger.child({ req_id: id })) });
     const started = process.hrtime.bigint();
-    res.on('finish', () => {
+    res.once('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : req.baseUrl || 'unmatched';
+      httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug';
       if (!logger.isLevelEnabled(level)) return;
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      logger[level]({ req_id: id, method: req.method, url: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      logger[level]({ req_id: id, method: req.method, url: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 }, 'request');
     });
     next();
   };
 }
-
-/** Observes latency labelled by the matched route pattern (not the raw URL, to bound cardinality). */
-export const routeMetrics: RequestHandler = (req, res, next) => {
-  const end = httpDuration.startTimer();
-  res.on('finish', () => {
-    const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : req.baseUrl || 'unmatched';
-    end({ method: req.method, route, status: String(res.statusCode) });
-  });
-  next();
-};

@@ -5,6 +5,7 @@
  */
 import { Queue, Worker, createPostgresBackend, withBackend, type Job, type JobsOptions, type Processor, type WorkerOptions } from 'bullmq';
 import IORedis from 'ioredis';
+import type { QueueGeneration } from '../core/queue-generation';
 
 export type BackendKind = 'redis' | 'postgres';
 
@@ -27,6 +28,8 @@ export interface QueueBackend {
   worker<T>(name: string, processor: Processor<T>, opts?: Partial<WorkerOptions>): WorkerHandle;
   /** Round trip to the backing store (readiness). */
   ping(): Promise<void>;
+  /** A counter shared by every process on this backend (Redis only; undefined on Postgres). */
+  counter?(name: string): QueueGeneration;
   close(): Promise<void>;
 }
 
@@ -60,6 +63,17 @@ function redisBackend(url: string, prefix: string): QueueBackend {
     },
     async ping() {
       await connection.ping();
+    },
+    counter(name: string): QueueGeneration {
+      // Its own connection: the queue's may be held by blocking commands, which would stall a read.
+      const client = new IORedis(url, { lazyConnect: false });
+      client.on('error', () => {});
+      opened.push({ close: async () => void client.disconnect() });
+      const key = `${prefix}:${name}`;
+      return {
+        read: async () => Number((await client.get(key)) ?? 0),
+        bump: async () => void (await client.incr(key)),
+      };
     },
     async close() {
       await Promise.allSettled(opened.map((o) => o.close()));

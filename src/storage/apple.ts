@@ -65,7 +65,10 @@ export const SEEN_RESOLUTION_SECONDS = 30;
 /** The channel behind a request ($1 channel key, $2 its device channel's key, $3 the certificate), marked seen. */
 const CHANNEL = `
   ch AS (
-    SELECT e.id, e.device_id, e.status
+    SELECT e.id, e.device_id, e.status,
+           -- how long ago "last seen" was written, when this request does not write it again
+           CASE WHEN e.last_seen_at IS NULL OR e.last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds' THEN 0
+                ELSE (extract(epoch FROM now() - e.last_seen_at) * 1000)::int END AS seen_age_ms
       FROM enrollments e
       JOIN enrollments p ON p.platform = 'apple' AND p.channel_key = $2 AND p.cert_sha256 = $3 AND p.device_id = e.device_id
      WHERE e.platform = 'apple' AND e.channel_key = $1
@@ -82,7 +85,7 @@ const IDENTIFY = `WITH ${CHANNEL} SELECT id AS enrollment_id, device_id, status 
 /** An Idle poll in one round trip: who it is, marked seen, and the next command, handed out. */
 const IDENTIFY_AND_TAKE = `
   WITH ${CHANNEL}, taken AS (${takeNextSql(`(SELECT id FROM ch WHERE status <> 'unenrolled')`, 'false', '1')})
-  SELECT ch.id AS enrollment_id, ch.device_id, ch.status, t.id AS command_id, t.type AS command_type, t.payload AS command_payload
+  SELECT ch.id AS enrollment_id, ch.device_id, ch.status, ch.seen_age_ms, t.id AS command_id, t.type AS command_type, t.payload AS command_payload
     FROM ch LEFT JOIN taken t ON true`;
 
 const LIVE_CHALLENGE = `SELECT enrollment_token_id FROM scep_challenges WHERE challenge_hash = $1 AND used_at IS NULL AND expires_at > now()`;
@@ -351,8 +354,12 @@ export class PgAppleStore {
   }
 
   /** `identify` plus the hand-out of the next command (NotNow'd ones included: an Idle starts a session). */
-  async identifyAndTakeNext(channelKey: string, parentKey: string, certSha256: string): Promise<{ channel: AppleChannel; command?: Pick<Command, 'id' | 'type' | 'payload'> } | undefined> {
-    const { rows } = await this.handout.query<AppleChannel & { command_id: string | null; command_type: string; command_payload: string }>({
+  async identifyAndTakeNext(
+    channelKey: string,
+    parentKey: string,
+    certSha256: string,
+  ): Promise<{ channel: AppleChannel; command?: Pick<Command, 'id' | 'type' | 'payload'>; seenAgeMs: number } | undefined> {
+    const { rows } = await this.handout.query<AppleChannel & { seen_age_ms: number; command_id: string | null; command_type: string; command_payload: string }>({
       name: 'mooring_apple_idle',
       text: IDENTIFY_AND_TAKE,
       values: [channelKey, parentKey, certSha256],
@@ -360,7 +367,8 @@ export class PgAppleStore {
     const row = rows[0];
     if (!row) return undefined;
     const channel = { enrollment_id: row.enrollment_id, device_id: row.device_id, status: row.status };
-    return row.command_id ? { channel, command: { id: row.command_id, type: row.command_type, payload: row.command_payload } } : { channel };
+    const seenAgeMs = row.seen_age_ms;
+    return row.command_id ? { channel, seenAgeMs, command: { id: row.command_id, type: row.command_type, payload: row.command_payload } } : { channel, seenAgeMs };
   }
 
   // ---- escrow and reports ----

@@ -12,7 +12,6 @@ import { eventRow } from './events';
 import { byNumberDesc } from './paging';
 
 /** Rows per INSERT ... SELECT FROM json_to_recordset(...) statement: 100,000 commands are five statements. */
-const INSERT_CHUNK = 20_000;
 
 const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 
@@ -80,29 +79,40 @@ export class PgCommandStore implements CommandStore {
     });
   }
 
-  async insertBatch(batch: NewBatch, commands: NewCommand[], response: BulkResult, event: EventInput): Promise<void> {
+  async insertBatch(batch: NewBatch, chunks: AsyncIterable<NewCommand[]>, finish: () => { response: BulkResult; event: EventInput }): Promise<void> {
     await this.db.transaction(async (trx) => {
+      const params = JSON.stringify(batch.params);
+      const iterator = chunks[Symbol.asyncIterator]();
+      let next = iterator.next();
+      for (;;) {
+        const current = await next;
+        if (current.done) break;
+        // The next chunk is prepared (looked up, built) while this one is written.
+        next = iterator.next();
+        next.catch(() => undefined); // awaited above on the next turn; never an unhandled rejection if this write fails
+        const chunk = current.value;
+        const { rows, templates } = templated(chunk);
+        // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
+        // escaping of 100,000 elements is not); values shared by the batch are plain parameters, and
+        // payloads that differ only by their command id travel once, as a template Postgres fills in.
+        await trx.raw(
+          `WITH tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY)
+           INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
+                                 type, params, priority, batch_id, requested_by, expires_at)
+           SELECT u.i, u.d, u.e, u.p, coalesce(u.w, replace(tpl.value, ?, u.i::text)), u.f, ?, ?::jsonb, ?, ?, ?, ?
+             FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, t int, f text)
+             LEFT JOIN tpl ON tpl.n = u.t`,
+          [JSON.stringify(templates), ID_MARK, batch.type, params, chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, JSON.stringify(rows)] as never,
+        );
+      }
+      const { response, event } = finish();
       await trx('command_batches').insert({
         ...batch,
-        params: JSON.stringify(batch.params),
+        params,
         accepted: response.accepted.length,
         rejected: response.rejected.length,
         response: JSON.stringify(response),
       });
-      const params = JSON.stringify(batch.params);
-      for (let i = 0; i < commands.length; i += INSERT_CHUNK) {
-        const chunk = commands.slice(i, i + INSERT_CHUNK);
-        // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
-        // escaping of 100,000 elements is not); values shared by the batch are plain parameters.
-        const rows = JSON.stringify(chunk.map((c) => ({ i: c.id, d: c.device_id, e: c.enrollment_id, p: c.platform, w: c.payload, f: c.effect })));
-        await trx.raw(
-          `INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
-                                 type, params, priority, batch_id, requested_by, expires_at)
-           SELECT u.i, u.d, u.e, u.p, u.w, u.f, ?, ?::jsonb, ?, ?, ?, ?
-             FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, f text)`,
-          [batch.type, params, chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, rows] as never,
-        );
-      }
       await trx('events').insert(eventRow(event));
     });
   }
@@ -251,4 +261,32 @@ export async function cancelOpenCommands(conn: Db, scope: { device_id: string } 
      SELECT 'command.canceled', device_id, id, ?, jsonb_build_object('type', type) FROM changed`,
     [id, actor],
   );
+}
+
+/** Stands for the command id in a payload template (a control character: never in a plist or SyncML). */
+const ID_MARK = '\u0001id\u0001';
+
+/**
+ * Each row for the bulk insert, with its payload replaced by a template index when the payload holds
+ * its own command id exactly once (a bulk command builds the same document for every device but the
+ * id): 10,000 identical plists then travel as one. Other payloads travel as they are.
+ */
+function templated(chunk: NewCommand[]): { rows: object[]; templates: string[] } {
+  const templates: string[] = [];
+  const index = new Map<string, number>();
+  const rows = chunk.map((c) => {
+    const base = { i: c.id, d: c.device_id, e: c.enrollment_id, p: c.platform, f: c.effect };
+    const at = c.payload.indexOf(c.id);
+    // Postgres writes a uuid in lowercase: only such ids can be put back by it.
+    if (at < 0 || c.id !== c.id.toLowerCase() || c.payload.includes(c.id, at + 1) || c.payload.includes(ID_MARK)) return { ...base, w: c.payload };
+    const template = c.payload.slice(0, at) + ID_MARK + c.payload.slice(at + c.id.length);
+    let t = index.get(template);
+    if (t === undefined) {
+      t = templates.length;
+      templates.push(template);
+      index.set(template, t);
+    }
+    return { ...base, t };
+  });
+  return { rows, templates };
 }

@@ -33,7 +33,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startAppleServer(opts: { apns?: ApnsMock; pki?: ApnsTestPki; env?: Record<string, string>; retryDelayMs?: number } = {}): Promise<AppleTestServer> {
+export async function startAppleServer(opts: { apns?: ApnsMock; pki?: ApnsTestPki; env?: Record<string, string>; retryDelayMs?: number; queue?: 'postgres' | 'redis' } = {}): Promise<AppleTestServer> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-apple-'));
   const pki = opts.pki ?? (await createApnsTestPki());
   const port = await freePort();
@@ -43,7 +43,7 @@ export async function startAppleServer(opts: { apns?: ApnsMock; pki?: ApnsTestPk
     fs.writeFileSync(path.join(tmp, 'apns-ca.pem'), pki.caPem);
     Object.assign(env, { MOORING_APNS_URL: opts.apns.url, MOORING_APNS_CA_FILE: path.join(tmp, 'apns-ca.pem') });
   }
-  const s = await startTestServer({ platforms: new PlatformRegistry().register(new AppleCommands()), env, retryDelayMs: opts.retryDelayMs });
+  const s = await startTestServer({ platforms: new PlatformRegistry().register(new AppleCommands()), env, retryDelayMs: opts.retryDelayMs, queue: opts.queue });
   const tls = await ensureTlsCertificate(s.m.ca, tmp, ['localhost', '127.0.0.1']);
   const server = https.createServer({ cert: tls.certPem, key: tls.keyPem, ca: s.m.ca.certPem, requestCert: true, rejectUnauthorized: false }, s.m.app);
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));

@@ -175,6 +175,18 @@ describe('bulk', () => {
     expect(rows[0].device_id).toBe(a.device.id);
   });
 
+  it('stores every payload exactly as built, its own id in place, when payloads travel as templates', async () => {
+    const devices = await Promise.all(Array.from({ length: 5 }, () => s.device()));
+    const ids = devices.map((d) => d.device.id);
+    const same = await s.m.commands.enqueueBulk(ids, { type: 'lock', params: { message: 'same for all: \u00e9 "quoted" <tag>' } }, 'test');
+    const rows = await s.m.db('commands').where({ batch_id: same.batch_id }).orderBy('device_id');
+    expect(rows).toHaveLength(5);
+    for (const row of rows) {
+      expect(JSON.parse(row.payload)).toEqual({ command_id: row.id, type: 'lock', params: { message: 'same for all: \u00e9 "quoted" <tag>' } });
+    }
+    expect(new Set(rows.map((r) => r.payload)).size).toBe(5);
+  });
+
   it('replays the first answer for a repeated idempotency key', async () => {
     const a = await s.device();
     const first = await s.m.commands.enqueueBulk([a.device.id], { type: 'lock', idempotency_key: 'bulk-1' }, 'test');
