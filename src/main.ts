@@ -155,7 +155,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const android = new PgAndroidStore(db, tokens, handout);
     const windows = new PgWindowsStore(db, tokens, handout);
     const apple = new PgAppleStore(db, tokens, sealer, handout);
-    const gate = new PgEnrollmentGate(db);
+    const gate = new PgEnrollmentGate(db, handout);
     const deviceRouters = [
       appleRouter({
         apple,

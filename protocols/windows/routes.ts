@@ -135,10 +135,11 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       ownershipClaim: 'unknown',
       final: true,
     };
-    const decision = await decideEnrollment(deps, facts, claims, request.context.HWDevID ?? deviceId, baseUrl(req, deps.publicUrl));
+    const { decision, token } = await decideEnrollment(deps, facts, claims, request.context.HWDevID ?? deviceId, baseUrl(req, deps.publicUrl));
     const enrolled = await deps.windows
       .enroll({
         token: secret,
+        checkedToken: token,
         deviceId,
         hwDevId: request.context.HWDevID,
         mode,
@@ -373,7 +374,13 @@ function credentialsOf(deps: Pick<WindowsRoutesDeps, 'sealer'>, security: Securi
  * The enrollment rules for this request: the token's own state first (a refusal there is recorded
  * too), then restrictions, limits and terms. Refusals become the fault Windows shows a message for.
  */
-async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts, claims: FederatedClaims, hardwareId: string, base: string): Promise<Allowed> {
+async function decideEnrollment(
+  deps: WindowsRoutesDeps,
+  facts: EnrollmentFacts,
+  claims: FederatedClaims,
+  hardwareId: string,
+  base: string,
+): Promise<{ decision: Allowed; token: EnrollmentToken }> {
   let token: EnrollmentToken;
   try {
     token = await deps.windows.checkToken(claims.code);
@@ -383,7 +390,7 @@ async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts,
     throw authenticationFault(err);
   }
   try {
-    return await deps.gate.decide(
+    const decision = await deps.gate.decide(
       {
         ...facts,
         userRef: facts.userRef ?? token.user_ref ?? undefined,
@@ -394,6 +401,7 @@ async function decideEnrollment(deps: WindowsRoutesDeps, facts: EnrollmentFacts,
       },
       { hardwareId },
     );
+    return { decision, token };
   } catch (err) {
     if (!(err instanceof EnrollmentRefusal)) throw err;
     const hint = err.reason === 'terms_not_accepted' ? ` Accept them at ${base}/enroll/terms and try again.` : '';

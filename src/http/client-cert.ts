@@ -7,10 +7,28 @@
 import type { Request } from 'express';
 import type { TLSSocket } from 'node:tls';
 
+/**
+ * The peer certificate of each TLS connection, read once: building it is costly (Node turns the whole
+ * certificate into an object), and keep-alive devices send several requests per connection. A
+ * connection that renegotiates keeps its first answer; the client proved that key too.
+ */
+const peers = new WeakMap<object, Buffer | null>();
+
+function peerCertificate(socket: Partial<TLSSocket>): Buffer | null {
+  if (typeof socket.getPeerCertificate !== 'function') return null;
+  let der = peers.get(socket);
+  if (der === undefined) {
+    const raw = socket.getPeerCertificate(false)?.raw;
+    der = raw && raw.length > 0 ? raw : null;
+    // Before the handshake finished there is nothing to remember.
+    if (socket.encrypted) peers.set(socket, der);
+  }
+  return der;
+}
+
 export function clientCertificate(req: Request, trustedHeader?: string): Buffer | undefined {
-  const socket = req.socket as Partial<TLSSocket>;
-  const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
-  if (peer && peer.raw && peer.raw.length > 0) return peer.raw;
+  const peer = peerCertificate(req.socket as Partial<TLSSocket>);
+  if (peer) return peer;
   if (!trustedHeader) return undefined;
   const value = req.headers[trustedHeader];
   return typeof value === 'string' ? decodeHeaderCertificate(value) : undefined;

@@ -15,6 +15,7 @@ import {
   type Refused,
   type Restriction,
 } from '../core/enrollment-policy';
+import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 
@@ -34,21 +35,21 @@ const COUNTS_FOR_CAP = `d.counts_for_cap AND d.status IN ('enrolled', 'pending')
   AND NOT (d.status = 'pending' AND d.created_at < now() - interval '24 hours')
   AND coalesce(d.last_seen_at, d.created_at) > now() - interval '90 days'`;
 
-const NOT_THIS_DEVICE = `NOT (d.platform = :platform AND (
-  (d.udid IS NOT NULL AND d.udid = :udid) OR (d.serial_number IS NOT NULL AND d.serial_number = :serial)
-  OR (d.hardware_id IS NOT NULL AND d.hardware_id = :hw)))`;
+const NOT_THIS_DEVICE = `NOT (d.platform = $2 AND (
+  (d.udid IS NOT NULL AND d.udid = $5) OR (d.serial_number IS NOT NULL AND d.serial_number = $3)
+  OR (d.hardware_id IS NOT NULL AND d.hardware_id = $6)))`;
 
 const CONTEXT = `
   WITH pre AS (
     SELECT p.id, p.ownership, p.user_id, pu.email AS user_email, p.device_name, p.category_id, p.policy_id
       FROM preapproved_devices p LEFT JOIN users pu ON pu.id = p.user_id
-     WHERE p.device_platform = :platform AND p.serial_number = :serial
+     WHERE p.device_platform = $2 AND p.serial_number = $3
   ), u AS (
     -- who enrolls: the user the enrollment names, else the user a pre-approval of this serial names
     SELECT id, email, is_dem, groups FROM users
-     WHERE (:ref::text IS NOT NULL AND (email = lower(:ref) OR lower(upn) = lower(:ref)))
-        OR (:ref::text IS NULL AND id = (SELECT user_id FROM pre))
-     ORDER BY email = lower(:ref) DESC NULLS LAST LIMIT 1
+     WHERE ($1::text IS NOT NULL AND (email = lower($1) OR lower(upn) = lower($1)))
+        OR ($1::text IS NULL AND id = (SELECT user_id FROM pre))
+     ORDER BY email = lower($1) DESC NULLS LAST LIMIT 1
   )
   SELECT
     (SELECT row_to_json(u) FROM u) AS "user",
@@ -56,20 +57,49 @@ const CONTEXT = `
        SELECT id, kind, name, is_default, priority, assign_all_users, assign_groups, assign_users, settings FROM enrollment_restrictions) r) AS restrictions,
     (SELECT row_to_json(c) FROM (
        SELECT id, type FROM corporate_identifiers
-        WHERE (type = 'serial' AND value = :serial) OR (type = 'imei' AND value = :imei)
+        WHERE (type = 'serial' AND value = $3) OR (type = 'imei' AND value = $4)
         ORDER BY type = 'serial' DESC LIMIT 1) c) AS corporate_identifier,
     (SELECT row_to_json(pre) FROM pre) AS preapproved,
     (SELECT preapproved_only FROM enrollment_settings WHERE id = 1) AS preapproved_only,
     (SELECT count(*) FROM devices d
-      WHERE (lower(d.user_ref) = lower(:ref) OR d.user_id = (SELECT id FROM u))
+      WHERE (lower(d.user_ref) = lower($1) OR d.user_id = (SELECT id FROM u))
         AND ${COUNTS_FOR_CAP} AND ${NOT_THIS_DEVICE})::int AS user_device_count,
     (SELECT count(*) FROM devices d
       WHERE d.enrolled_by = (SELECT id FROM u) AND d.status IN ('enrolled', 'pending') AND ${NOT_THIS_DEVICE})::int AS dem_device_count,
     (SELECT coalesce(json_agg(t ORDER BY t.title), '[]') FROM (
        SELECT t.id, t.version, t.title FROM terms t
-        WHERE (:ref::text IS NOT NULL OR EXISTS (SELECT 1 FROM u))
+        WHERE ($1::text IS NOT NULL OR EXISTS (SELECT 1 FROM u))
           AND (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
           AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)) t) AS pending_terms`;
+
+/**
+ * What an allowed enrollment gets, in one statement: the device's ownership, user (a user named for
+ * the first time gets a directory entry), category, policy and name; a matching corporate identifier
+ * and pre-approval marked enrolled, and the pre-approval's placeholder removed from the device list
+ * (the real device takes its place).
+ */
+const APPLY = `
+  WITH found AS (
+    SELECT id FROM users WHERE :need::boolean AND (email = lower(:ref::text) OR lower(upn) = lower(:ref::text))
+     ORDER BY email = lower(:ref::text) DESC LIMIT 1
+  ), made AS (
+    INSERT INTO users (email) SELECT lower(:ref::text) WHERE :need::boolean AND NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT (email) DO NOTHING RETURNING id
+  ), who AS (
+    SELECT coalesce(:user_id::uuid, (SELECT id FROM found), (SELECT id FROM made)) AS id
+  ), dev AS (
+    UPDATE devices SET ownership = :ownership, ownership_source = :source, user_id = (SELECT id FROM who), user_ref = :ref::text,
+           enrolled_by = :enrolled_by::uuid, counts_for_cap = :counts::boolean, enrollment_trace = :trace::jsonb,
+           category_id = coalesce(:category_id::uuid, category_id),
+           category = coalesce((SELECT name FROM device_categories WHERE id = :category_id::uuid), category),
+           policy_id = coalesce(:policy_id::uuid, policy_id), name = coalesce(:name::text, name), updated_at = now()
+     WHERE id = :id::uuid
+  ), ci AS (
+    UPDATE corporate_identifiers SET device_id = :id::uuid, enrolled_at = now(), updated_at = now() WHERE id = :ci::uuid
+  ), pre AS (
+    UPDATE preapproved_devices SET device_id = :id::uuid, enrolled_at = now() WHERE id = :pre::uuid RETURNING placeholder_device_id
+  )
+  DELETE FROM devices d USING pre WHERE d.id = pre.placeholder_device_id AND d.id <> :id::uuid AND d.status = 'pre_approved'`;
 
 interface ContextRow {
   user: EnrollmentContext['user'] | null;
@@ -92,16 +122,17 @@ export interface PendingTerms {
 }
 
 export class PgEnrollmentGate {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    /** Reads the context as a prepared statement (it is planned once): see createHandoutPool. */
+    private readonly reads: pg.Pool,
+  ) {}
 
   async context(facts: EnrollmentFacts, keys: DeviceKeys): Promise<EnrollmentContext> {
-    const { rows } = await this.db.raw<{ rows: ContextRow[] }>(CONTEXT, {
-      ref: facts.userRef ?? null,
-      platform: facts.platform,
-      serial: facts.serial ?? keys.serial ?? null,
-      imei: facts.imei ?? keys.imei ?? null,
-      udid: keys.udid ?? null,
-      hw: keys.hardwareId ?? null,
+    const { rows } = await this.reads.query<ContextRow>({
+      name: 'mooring_enrollment_context',
+      text: CONTEXT,
+      values: [facts.userRef ?? null, facts.platform, facts.serial ?? keys.serial ?? null, facts.imei ?? keys.imei ?? null, keys.udid ?? null, keys.hardwareId ?? null],
     });
     const r = rows[0]!;
     return {
@@ -168,40 +199,26 @@ export class PgEnrollmentGate {
    * pre-approval's placeholder row leaves the device list (the real device takes its place).
    */
   async apply(deviceId: string, d: Allowed, conn: Db = this.db): Promise<void> {
-    const userId = d.userId ?? (d.userRef && d.countsForCap ? await userIdFor(conn, d.userRef) : null);
     const trace: EnrollmentTrace = d.trace;
-    await conn.raw(
-      `UPDATE devices SET ownership = :ownership, ownership_source = :source, user_id = :user_id, user_ref = :user_ref,
-              enrolled_by = :enrolled_by, counts_for_cap = :counts, enrollment_trace = :trace::jsonb,
-              category_id = coalesce(:category_id::uuid, category_id),
-              category = coalesce((SELECT name FROM device_categories WHERE id = :category_id::uuid), category),
-              policy_id = coalesce(:policy_id::uuid, policy_id), name = coalesce(:name::text, name), updated_at = now()
-        WHERE id = :id`,
-      {
-        id: deviceId,
-        ownership: d.ownership,
-        source: d.ownershipSource,
-        user_id: userId,
-        user_ref: d.userRef,
-        enrolled_by: d.enrolledBy,
-        counts: d.countsForCap,
-        trace: JSON.stringify(trace),
-        category_id: d.categoryId,
-        policy_id: d.policyId,
-        name: d.deviceName,
-      },
-    );
-    if (trace.corporate_identifier_id) {
-      await conn('corporate_identifiers').where({ id: trace.corporate_identifier_id }).update({ device_id: deviceId, enrolled_at: conn.fn.now(), updated_at: conn.fn.now() });
-    }
-    if (trace.preapproved_id) {
-      const [pre] = await conn('preapproved_devices')
-        .where({ id: trace.preapproved_id })
-        .update({ device_id: deviceId, enrolled_at: conn.fn.now() })
-        .returning('placeholder_device_id');
-      const placeholder = pre?.placeholder_device_id as string | null | undefined;
-      if (placeholder && placeholder !== deviceId) await conn('devices').where({ id: placeholder, status: 'pre_approved' }).del();
-    }
+    // A user named for the first time (an enrollment that counts against a user's devices) gets a
+    // directory entry, found or made in the same statement.
+    const needUser = !d.userId && Boolean(d.userRef) && d.countsForCap;
+    await conn.raw(APPLY, {
+      need: needUser,
+      ref: d.userRef,
+      user_id: d.userId,
+      id: deviceId,
+      ownership: d.ownership,
+      source: d.ownershipSource,
+      enrolled_by: d.enrolledBy,
+      counts: d.countsForCap,
+      trace: JSON.stringify(trace),
+      category_id: d.categoryId,
+      policy_id: d.policyId,
+      name: d.deviceName,
+      ci: trace.corporate_identifier_id ?? null,
+      pre: trace.preapproved_id ?? null,
+    });
   }
 
   /** The categories a user may choose from on an enrollment page, by name. */

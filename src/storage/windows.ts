@@ -21,6 +21,8 @@ export interface WindowsEnrollInput {
   osVersion?: string;
   deviceName?: string;
   userPrincipalName?: string;
+  /** The token as the caller already checked it (the enrollment rules needed it): not read again. */
+  checkedToken?: EnrollmentToken;
   /** Issues the identity certificate once the token checks out (inside the transaction). */
   issue(): Promise<IssuedCertificate>;
 }
@@ -65,6 +67,10 @@ const ENROLL_NEW = `
   )
   SELECT enr.device_id, enr.id AS enrollment_id FROM enr`;
 
+const CHANNEL_FOR_CERTIFICATE = `
+  SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token
+    FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1`;
+
 const RECORD_SESSION = `
   WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1)
   UPDATE devices d
@@ -99,7 +105,7 @@ export class PgWindowsStore {
   async enroll(input: WindowsEnrollInput): Promise<{ deviceId: string; enrollmentId: string; certificate: IssuedCertificate; reenrolled: boolean }> {
     // The certificate is made before any write, so the token's row is locked only for the writes:
     // concurrent enrollments with one token do not queue behind each other's signing.
-    const token = await this.tokens.checkEnrollmentToken(input.token, 'windows');
+    const token = input.checkedToken ?? (await this.tokens.checkEnrollmentToken(input.token, 'windows'));
     const certificate = await input.issue();
     // A device seen for the first time (the usual case) is one statement; a re-enrollment, a token
     // that changed meanwhile or a race on the same DeviceID take the transaction below.
@@ -193,9 +199,9 @@ export class PgWindowsStore {
 
   /** The channel an identity certificate is bound to (and only that one). */
   async channelForCertificate(sha256: string): Promise<ManagedChannel | undefined> {
-    return this.db('enrollments')
-      .where({ platform: 'windows', cert_sha256: sha256 })
-      .first('device_id', 'id as enrollment_id', 'channel_key', 'status', this.db.raw('CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token'));
+    // Every OMA-DM request asks this: a prepared statement on the hand-out pool (a read).
+    const { rows } = await this.handout.query<ManagedChannel>({ name: 'mooring_windows_channel', text: CHANNEL_FOR_CERTIFICATE, values: [sha256] });
+    return rows[0];
   }
 
   /** The WNS channel URI the device reported (it changes; the newest wins and revives a dead mark). */
