@@ -197,7 +197,7 @@ function idleSection(r: AppleBenchResults, i: NonNullable<AppleBenchResults['idl
     `### 1. Idle polls with \`Mdm-Signature\`: ${i.devices} enrolled devices, ${i.concurrency} at a time, nothing queued`,
     '',
     `A round is one \`PUT /mdm/connect\` \`{UDID, Status: Idle}\` per device (${i.body_bytes}-byte body, ${i.signature_bytes}-byte \`Mdm-Signature\` header), in a shuffled order, over keep-alive HTTPS without client certificates. ` +
-      `Before each Mooring round the client signs every body afresh (untimed, ${ms(i.sign_ms_per_poll)} ms per poll in the client). Mooring verifies the signature and the certificate's binding, marks the device seen and finds nothing queued: an empty 200. ` +
+      `Before each Mooring round the client signs every body afresh (untimed, ${ms(i.sign_ms_per_poll)} ms per poll in the client). Mooring verifies the signature on every poll; the certificate's binding, last seen and the queue come from the database when the device's remembered "nothing queued" does not hold (\`MOORING_IDLE_CACHE\`: ${r.database.server === 'embedded' ? 'one process, generation in memory, as `npm start` runs' : 'generation in Redis when REDIS_URL is set, else off'}; a device reaches the database at least every 30 s, when its last seen is due): an empty 200. ` +
       'The floor gets the same requests (the last signed set, replayed; it reads nothing) and answers an empty 200.',
     '',
     ...PHASE_HEAD,
