@@ -16,6 +16,7 @@ import type { IssuedCertificate } from '../pki/issue';
 import type { Sealer } from '../pki/sealed';
 import { cancelOpenCommands, takeNextSql } from './commands';
 import type { Db } from './db';
+import { SEEN_RESOLUTION_SECONDS } from './devices';
 import { eventRow } from './events';
 import { ENROLLMENT_TOKEN_COLUMNS as TOKEN_COLUMNS, usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
 
@@ -56,11 +57,6 @@ export interface TokenUpdateInput {
 
 export type ScepIssueResult = { ok: true; token: EnrollmentToken; certificate: IssuedCertificate } | { ok: false; reason: string };
 
-/**
- * "Last seen" is kept to this many seconds: a session's further requests (a report per command) then
- * write no row, and neither does a device that polls in a loop.
- */
-export const SEEN_RESOLUTION_SECONDS = 30;
 
 /** The channel behind a request ($1 channel key, $2 its device channel's key, $3 the certificate), marked seen. */
 const CHANNEL = `

@@ -4,6 +4,12 @@ import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
 import type { Db } from './db';
 import { newestFirst } from './paging';
 
+/**
+ * "Last seen" is kept to this many seconds, on every platform: a session's further requests (a report
+ * per command, a second SyncML message) then write no row, and neither does a device that polls in a loop.
+ */
+export const SEEN_RESOLUTION_SECONDS = 30;
+
 export interface DeviceFilter {
   platform?: Platform;
   status?: DeviceStatus;

@@ -7,6 +7,7 @@ import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
+import { SEEN_RESOLUTION_SECONDS } from './devices';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
@@ -35,6 +36,8 @@ export interface ManagedChannel {
   status: Enrollment['status'];
   /** The WNS channel URI, once the device reported one and while WNS has not called it dead. */
   push_token: string | null;
+  /** Last seen was written within its resolution (30 s): a message with nothing to record writes nothing. */
+  seen_recently?: boolean;
 }
 
 /**
@@ -68,7 +71,8 @@ const ENROLL_NEW = `
   SELECT enr.device_id, enr.id AS enrollment_id FROM enr`;
 
 const CHANNEL_FOR_CERTIFICATE = `
-  SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token
+  SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token,
+         coalesce(last_seen_at > now() - interval '${SEEN_RESOLUTION_SECONDS} seconds', false) AS seen_recently
     FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1`;
 
 const RECORD_SESSION = `
@@ -215,6 +219,8 @@ export class PgWindowsStore {
    */
   async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {
     const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
+    // "Last seen" is kept to SEEN_RESOLUTION_SECONDS, as for Apple: a session's further messages write nothing.
+    if (!reported && channel.seen_recently) return;
     const facts = reported ? pickFacts(reported) : {};
     await this.handout.query({
       name: 'mooring_windows_session',
