@@ -283,7 +283,7 @@ async function connect(deps: AppleRoutesDeps, body: Buffer, certSha256: string):
   if (report.status === 'Idle') {
     const key = report.enrollment.id;
     // Nothing queued the last time, same certificate, and no queue has gained work since: nothing now.
-    const generation = deps.idle ? await deps.idle.current() : 0;
+    const generation = deps.idle ? await deps.idle.current() : undefined;
     if (deps.idle?.isIdle(key, certSha256, generation)) return EMPTY;
     // The hot path: identity, bookkeeping and hand-out in one statement.
     const idle = await deps.apple.identifyAndTakeNext(key, report.enrollment.parentId, certSha256);

@@ -23,13 +23,21 @@ export class IdleCache {
     private readonly opts: { ttlMs: number; maxEntries: number; now?: () => number },
   ) {}
 
-  /** The generation to check against and, after a fruitless lookup, to remember with. */
-  current(): Promise<number> {
-    return this.generation.read();
+  /**
+   * The generation to check against and, after a fruitless lookup, to remember with. Undefined when
+   * it cannot be read (Redis down): the poll then asks the database, as without the cache.
+   */
+  async current(): Promise<number | undefined> {
+    try {
+      return await this.generation.read();
+    } catch {
+      return undefined;
+    }
   }
 
   /** True when this channel, with this certificate, had nothing queued at `generation`, recently. */
-  isIdle(channelKey: string, certSha256: string, generation: number): boolean {
+  isIdle(channelKey: string, certSha256: string, generation: number | undefined): boolean {
+    if (generation === undefined) return false;
     const e = this.#entries.get(channelKey);
     if (!e) return false;
     if (e.certSha256 === certSha256 && e.generation === generation && this.#now() - e.at < this.opts.ttlMs) return true;
@@ -41,7 +49,8 @@ export class IdleCache {
    * Records that a lookup started at `generation` found nothing queued for this channel. `ageMs`: how
    * long ago the channel's last-seen time was written (the entry expires when it is due again).
    */
-  remember(channelKey: string, certSha256: string, generation: number, ageMs = 0): void {
+  remember(channelKey: string, certSha256: string, generation: number | undefined, ageMs = 0): void {
+    if (generation === undefined) return;
     // Past the bound, start over: entries are cheap to rebuild (one lookup each) and this keeps memory flat.
     if (this.#entries.size >= this.opts.maxEntries) this.#entries.clear();
     this.#entries.set(channelKey, { certSha256, generation, at: this.#now() - Math.max(0, ageMs) });

@@ -57,7 +57,7 @@ describe('IdleCache', () => {
     cache.remember('UDID-1', 'cert-a', g);
     cache.remember('UDID-2', 'cert-b', g);
     await cache.changed('UDID-1');
-    expect(await generation.read()).toBe(g + 1);
+    expect(await generation.read()).toBe(g! + 1);
     expect(cache.size).toBe(1);
     expect(cache.isIdle('UDID-2', 'cert-b', await cache.current())).toBe(false);
   });
@@ -68,5 +68,15 @@ describe('IdleCache', () => {
     for (let i = 0; i < 7; i++) cache.remember(`UDID-${i}`, 'c', g);
     expect(cache.size).toBeLessThanOrEqual(3);
     expect(cache.isIdle('UDID-6', 'c', g)).toBe(true);
+  });
+
+  it('asks the database when the generation cannot be read, and remembers nothing then', async () => {
+    const failing = { read: () => Promise.reject(new Error('redis down')), bump: () => Promise.resolve() };
+    const cache = new IdleCache(failing, { ttlMs: 30_000, maxEntries: 10 });
+    const g = await cache.current();
+    expect(g).toBeUndefined();
+    cache.remember('UDID-1', 'cert-a', g);
+    expect(cache.size).toBe(0);
+    expect(cache.isIdle('UDID-1', 'cert-a', g)).toBe(false);
   });
 });
