@@ -468,6 +468,8 @@ interface CreateTokenOptions extends ConnectionOptions {
   maxUses?: number;
   user?: string;
   policyId?: string;
+  categoryId?: string;
+  askCategory?: boolean;
   allowPersonalUsage?: string;
   json?: boolean;
 }
@@ -486,6 +488,8 @@ function registerEnrollmentTokens(program: Command): void {
       .option('--max-uses <n>', 'the token works for at most n enrollments', integer('max-uses', 1, 1_000_000))
       .option('--user <user>', 'the user the enrolled devices belong to (e.g. an email address)')
       .option('--policy-id <id>', 'policy to apply to devices enrolled with it (UUID)')
+      .option('--category-id <id>', 'device category for devices enrolled with it (UUID)')
+      .option('--ask-category', 'the Apple profile page and the Windows sign-in page ask the user for a category')
       .addOption(
         new Option('--allow-personal-usage <value>', 'Android: personal usage on company-owned devices').choices(['allowed', 'disallowed', 'disallowed_userless']),
       )
@@ -497,6 +501,7 @@ function registerEnrollmentTokens(program: Command): void {
         'mooring enrollment-token create --platform apple',
         'mooring enrollment-token create --platform windows --ownership corporate --expires-in 86400 --one-time',
         'mooring enrollment-token create --platform android --user alice@example.com --max-uses 5 --expires-in never',
+        'mooring enrollment-token create --platform apple --user alice@example.com --ask-category',
       ),
     )
     .action(async (opts: CreateTokenOptions) => {
@@ -508,6 +513,8 @@ function registerEnrollmentTokens(program: Command): void {
         ...(opts.maxUses !== undefined ? { max_uses: opts.maxUses } : {}),
         ...(opts.user ? { user: opts.user } : {}),
         ...(opts.policyId ? { policy_id: opts.policyId } : {}),
+        ...(opts.categoryId ? { category_id: opts.categoryId } : {}),
+        ...(opts.askCategory ? { category_choice: true } : {}),
         ...(opts.allowPersonalUsage ? { allow_personal_usage: opts.allowPersonalUsage } : {}),
       };
       const token = await connect(opts).post<EnrollmentTokenJson>('/enrollment-tokens', body);

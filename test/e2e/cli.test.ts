@@ -280,6 +280,13 @@ describe('enrollment-token', () => {
     expect(token.enroll_url).toBeUndefined();
   });
 
+  it('creates a token that asks for a device category', async () => {
+    const cat = await s.api.post('/api/v1/device-categories').send({ name: 'Lab benches' }).expect(201);
+    const r = await run(['enrollment-token', 'create', '--platform', 'apple', '--category-id', cat.body.id, '--ask-category', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ platform: 'apple', category_id: cat.body.id, category_choice: true });
+  });
+
   it('reports an unknown token with its code', async () => {
     const r = await run(['enrollment-token', 'revoke', crypto.randomUUID()]);
     expect(r.code).toBe(1);
