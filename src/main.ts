@@ -14,7 +14,10 @@ import { PgEnrollmentGate } from './storage/enrollment-gate';
 import { IdleCache } from './core/idle-cache';
 import { LocalQueueGeneration, type QueueGeneration } from './core/queue-generation';
 import { termsRouter } from '../protocols/terms/routes';
-import { PgGovernanceStore } from './storage/governance';
+import { PgRestrictionStore } from './storage/restrictions';
+import { PgCorporateIdentifierStore } from './storage/corporate-identifiers';
+import { PgPreapprovedStore } from './storage/preapproved';
+import { PgReportStore } from './storage/reports';
 import { ConfigError, type Config } from './config';
 import { validateDpc } from '../protocols/android/provisioning';
 import { CommandService } from './core/commands';
@@ -137,7 +140,10 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const policies = new PgPolicyStore(db);
     const admin = adminRouter({
       directory: new PgDirectoryStore(db),
-      governance: new PgGovernanceStore(db),
+      restrictions: new PgRestrictionStore(db),
+      corporateIdentifiers: new PgCorporateIdentifierStore(db),
+      preapproved: new PgPreapprovedStore(db),
+      reports: new PgReportStore(db),
       pushCertificates,
       db,
       androidDpc: androidDpcConfig(config),

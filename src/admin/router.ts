@@ -18,9 +18,15 @@ import { auditRoutes } from './routes/audit';
 import { commandRoutes } from './routes/commands';
 import { enrollmentTokenRoutes } from './routes/enrollment-tokens';
 import { directoryRoutes } from './routes/directory';
-import { governanceRoutes } from './routes/governance';
+import { restrictionRoutes } from './routes/restrictions';
+import { corporateIdentifierRoutes } from './routes/corporate-identifiers';
+import { preapprovedRoutes } from './routes/preapproved';
+import { reportRoutes } from './routes/reports';
 import type { PgDirectoryStore } from '../storage/directory';
-import type { PgGovernanceStore } from '../storage/governance';
+import type { PgRestrictionStore } from '../storage/restrictions';
+import type { PgCorporateIdentifierStore } from '../storage/corporate-identifiers';
+import type { PgPreapprovedStore } from '../storage/preapproved';
+import type { PgReportStore } from '../storage/reports';
 
 /** CSV imports are at most 5 MB (seed 002 L1046); a little over that reaches the importer, which says why. */
 const CSV_BODY_LIMIT = 5 * 1024 * 1024 + 64 * 1024;
@@ -31,7 +37,10 @@ export interface AdminDeps {
   commands: CommandService;
   policies: PgPolicyStore;
   directory: PgDirectoryStore;
-  governance: PgGovernanceStore;
+  restrictions: PgRestrictionStore;
+  corporateIdentifiers: PgCorporateIdentifierStore;
+  preapproved: PgPreapprovedStore;
+  reports: PgReportStore;
   pushCertificates: PgPushCertificateStore;
   pusher: PushScheduler;
   sealer: Sealer;
@@ -55,7 +64,10 @@ export function adminRouter(deps: AdminDeps): Router {
   windowsRoutes(routes, deps);
   appleRoutes(routes, deps);
   directoryRoutes(routes, deps);
-  governanceRoutes(routes, deps);
+  restrictionRoutes(routes, deps);
+  corporateIdentifierRoutes(routes, deps);
+  preapprovedRoutes(routes, deps);
+  reportRoutes(routes, deps);
   const openapi = routes.document({ version: deps.version, serverUrl: deps.publicUrl.origin });
   // Registered after the routes are described, so the document covers all of them; readable without a token.
   router.get('/openapi.json', (_req, res) => {
