@@ -528,6 +528,17 @@ describe('Android', () => {
     expect(failures.body.items[0]).toMatchObject({ reason: 'token_revoked', method: 'android_byod_work_profile', platform: 'android' });
   });
 
+  it("gives an enrolled device its token's category, and leaves it unassigned when the category is deleted", async () => {
+    const category = (await s.api.post('/api/v1/device-categories').send({ name: `Warehouse ${++seq}` }).expect(201)).body;
+    const token = await androidToken({ category_id: category.id });
+    const device = dpc();
+    expect((await device.enroll(token)).status).toBe(201);
+    expect((await s.api.get(`/api/v1/devices/${device.deviceId}`).expect(200)).body).toMatchObject({ category: category.name, category_id: category.id, ownership: 'personal', ownership_source: 'enrollment_mode' });
+    // Deleting the category leaves the device enrolled and unassigned.
+    await s.api.delete(`/api/v1/device-categories/${category.id}`).expect(204);
+    expect((await s.api.get(`/api/v1/devices/${device.deviceId}`).expect(200)).body).toMatchObject({ status: 'enrolled', category: null, category_id: null });
+  });
+
   it('sends a user who has not accepted the terms to the terms page, then enrolls the device', async () => {
     const group = `droid-terms-${++seq}`;
     const email = unique('droidterms');
