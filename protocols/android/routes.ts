@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import type { CommandService } from '../../src/core/commands';
 import { EnrollmentRefusal, REFUSAL_MESSAGES, type Allowed, type EnrollmentFacts } from '../../src/core/enrollment-policy';
-import { Errors, isMooringError } from '../../src/core/errors';
+import { Errors } from '../../src/core/errors';
 import type { Policy } from '../../src/core/policies';
 import { hashSecret } from '../../src/core/secrets';
 import { requireJson } from '../../src/http/problem';
@@ -154,8 +154,7 @@ async function decideEnrollment(deps: AndroidRoutesDeps, body: EnrollRequest): P
   try {
     token = await deps.android.checkToken(body.token);
   } catch (err) {
-    const code = isMooringError(err) ? err.code : '';
-    if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') await deps.gate.refuse(facts, code, (err as Error).message);
+    await deps.gate.recordTokenRefusal(facts, err);
     throw err;
   }
   const keys = { serial: body.device.serial_number, imei: body.device.imei, hardwareId: body.device.hardware_id };

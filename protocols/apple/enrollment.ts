@@ -5,7 +5,7 @@
  * CertRep FAILURE with failInfo (SCEP), never a stack trace.
  */
 import express, { type Request, type Response, type Router } from 'express';
-import { EnrollmentRefusal, type EnrollmentFacts, type RefusalReason } from '../../src/core/enrollment-policy';
+import { EnrollmentRefusal, type EnrollmentFacts } from '../../src/core/enrollment-policy';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { EnrollmentToken } from '../../src/storage/tokens';
 import { isMooringError } from '../../src/core/errors';
@@ -62,9 +62,8 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       }
       const refusal = isMooringError(err) ? REFUSALS[err.code] : undefined;
       if (!refusal) throw err;
-      const code = (err as { code: string }).code;
-      if (code !== 'enrollment_token_not_found') await deps.gate.refuse({ platform: 'apple', method: 'apple_profile', ownershipClaim: 'unknown', final: false }, code as RefusalReason, refusal.title);
-      deps.logger.info({ code }, 'Apple enrollment profile refused');
+      await deps.gate.recordTokenRefusal({ platform: 'apple', method: 'apple_profile', ownershipClaim: 'unknown', final: false }, err);
+      deps.logger.info({ code: (err as { code: string }).code }, 'Apple enrollment profile refused');
       return void page(res, 403, refusal.title, refusal.text);
     }
     const profile = buildEnrollmentProfile({

@@ -385,8 +385,7 @@ async function decideEnrollment(
   try {
     token = await deps.windows.checkToken(claims.code);
   } catch (err) {
-    const code = isMooringError(err) ? err.code : '';
-    if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') await deps.gate.refuse(facts, code, err instanceof Error ? err.message : code);
+    await deps.gate.recordTokenRefusal(facts, err);
     throw authenticationFault(err);
   }
   try {

@@ -56,10 +56,6 @@ export class IdleCache {
     this.#entries.set(channelKey, { certSha256, generation, at: this.#now() - Math.max(0, ageMs) });
   }
 
-  forget(channelKey: string): void {
-    this.#entries.delete(channelKey);
-  }
-
   /** A change this process made: forget the channel here, and move the shared generation for the others. */
   async changed(channelKey: string): Promise<void> {
     this.#entries.delete(channelKey);

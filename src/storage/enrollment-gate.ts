@@ -11,11 +11,11 @@ import {
   type EnrollmentContext,
   type EnrollmentFacts,
   type EnrollmentTrace,
-  type RefusalReason,
   type Refused,
   type Restriction,
 } from '../core/enrollment-policy';
 import type pg from 'pg';
+import { isMooringError } from '../core/errors';
 import type { Db } from './db';
 import { eventRow } from './events';
 
@@ -154,9 +154,16 @@ export class PgEnrollmentGate {
     throw await this.#record(facts, decision);
   }
 
-  /** Records a refusal decided elsewhere (the token checks) in the same report. */
-  async refuse(facts: EnrollmentFacts, reason: RefusalReason, detail: string): Promise<EnrollmentRefusal> {
-    return this.#record(facts, { allowed: false, reason, detail, trace: {} });
+  /**
+   * The token checks (storage/tokens.ts) refuse with their own error before the rules run: when it is
+   * one of the token reasons (expired, revoked, used up) it goes into the same report. An unknown
+   * token is not recorded (anyone can send one).
+   */
+  async recordTokenRefusal(facts: EnrollmentFacts, err: unknown): Promise<void> {
+    const code = isMooringError(err) ? err.code : undefined;
+    if (code === 'token_expired' || code === 'token_revoked' || code === 'token_used_up') {
+      await this.#record(facts, { allowed: false, reason: code, detail: (err as Error).message, trace: {} });
+    }
   }
 
   async #record(facts: EnrollmentFacts, refused: Refused): Promise<EnrollmentRefusal> {
