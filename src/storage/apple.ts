@@ -15,6 +15,7 @@ import type { Command, Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import type { Sealer } from '../pki/sealed';
 import { cancelOpenCommands, takeNextSql } from './commands';
+import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { SEEN_RESOLUTION_SECONDS } from './devices';
 import { eventRow } from './events';
@@ -104,7 +105,7 @@ const SPEND_CHALLENGE = `
      RETURNING t.*
   ), cert AS (
     INSERT INTO issued_certificates (serial, sha256, subject, purpose, not_before, not_after, pem, enrollment_token_id, category_id)
-    SELECT :serial, :sha256, :subject, 'device_identity', :not_before, :not_after, :pem, tok.id, spent.category_id FROM tok, spent
+    SELECT :serial, :sha256, :subject, :purpose, :not_before, :not_after, :pem, tok.id, spent.category_id FROM tok, spent
   ), ev AS (
     INSERT INTO events (type, actor, data)
     SELECT 'apple.identity_issued', 'enrollment_token:' || tok.id, :event::jsonb FROM tok
@@ -146,13 +147,8 @@ export class PgAppleStore {
     if (!live[0]) return { ok: false, reason: 'unknown, used or expired challenge' };
     const c = await issue();
     const { rows } = await this.db.raw<{ rows: EnrollmentToken[] }>(SPEND_CHALLENGE, {
+      ...identityCertificateRow(c),
       hash,
-      serial: c.serial,
-      sha256: c.sha256,
-      subject: c.subject,
-      not_before: c.notBefore,
-      not_after: c.notAfter,
-      pem: c.pem,
       event: JSON.stringify({ serial: c.serial }),
     });
     const token = rows[0];
@@ -180,7 +176,8 @@ export class PgAppleStore {
     if (!current) return { ok: false, reason: 'the renewal is not signed by an identity this server issued' };
     const certificate = await issue();
     await this.db('issued_certificates').insert({
-      ...certificateRow(certificate, current.enrollment_token_id as string | null),
+      ...identityCertificateRow(certificate),
+      enrollment_token_id: current.enrollment_token_id as string | null,
       device_id: current.device_id,
       enrollment_id: current.enrollment_id,
     });
@@ -404,15 +401,3 @@ export class PgAppleStore {
   }
 }
 
-function certificateRow(c: IssuedCertificate, tokenId: string | null): Record<string, unknown> {
-  return {
-    serial: c.serial,
-    sha256: c.sha256,
-    subject: c.subject,
-    purpose: 'device_identity',
-    not_before: c.notBefore,
-    not_after: c.notAfter,
-    pem: c.pem,
-    enrollment_token_id: tokenId,
-  };
-}

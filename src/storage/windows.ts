@@ -8,6 +8,7 @@ import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
 import { SEEN_RESOLUTION_SECONDS } from './devices';
+import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
@@ -61,7 +62,7 @@ const ENROLL_NEW = `
     RETURNING id, device_id
   ), cert AS (
     INSERT INTO issued_certificates (serial, sha256, subject, purpose, device_id, enrollment_id, not_before, not_after, pem)
-    SELECT :serial, :sha256, :subject, 'device_identity', enr.device_id, enr.id, :not_before, :not_after, :pem FROM enr
+    SELECT :serial, :sha256, :subject, :purpose, enr.device_id, enr.id, :not_before, :not_after, :pem FROM enr
   ), ev AS (
     INSERT INTO events (type, device_id, actor, data)
     SELECT 'device.enrolled', enr.device_id, 'enrollment_token:' || tok.id,
@@ -129,12 +130,7 @@ export class PgWindowsStore {
         os: input.osVersion ?? null,
         name: input.deviceName ?? null,
         upn: input.userPrincipalName ?? null,
-        serial: c.serial,
-        sha256: c.sha256,
-        subject: c.subject,
-        not_before: c.notBefore,
-        not_after: c.notAfter,
-        pem: c.pem,
+        ...identityCertificateRow(c),
       });
       return rows[0] ? { deviceId: rows[0].device_id, enrollmentId: rows[0].enrollment_id } : undefined;
     } catch (err) {
@@ -176,17 +172,7 @@ export class PgWindowsStore {
           .insert({ device_id: device!.id, platform: 'windows', channel_key: input.deviceId, channel_type: 'device', status: 'enrolled', cert_sha256: certificate.sha256 })
           .returning('*');
       }
-      await trx('issued_certificates').insert({
-        serial: certificate.serial,
-        sha256: certificate.sha256,
-        subject: certificate.subject,
-        purpose: 'device_identity',
-        device_id: device!.id,
-        enrollment_id: enrollment!.id,
-        not_before: certificate.notBefore,
-        not_after: certificate.notAfter,
-        pem: certificate.pem,
-      });
+      await trx('issued_certificates').insert({ ...identityCertificateRow(certificate), device_id: device!.id, enrollment_id: enrollment!.id });
       // Spent last, so its row is locked for the shortest time; a token used up meanwhile rolls all back.
       await this.tokens.redeemEnrollmentToken(input.token, 'windows', trx);
       await trx('events').insert(
