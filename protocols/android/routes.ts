@@ -60,8 +60,8 @@ export function androidRouter(deps: AndroidRoutesDeps): Router {
       device: body.device,
       fcmToken: body.fcm_token,
       credentialHash: hashSecret(credential),
+      applyRules: (conn, deviceId) => deps.gate.apply(deviceId, decision, conn),
     });
-    await deps.gate.apply(device.id, decision);
     const policy = await deps.android.policyOf(device);
     res.status(201).json({
       device_id: device.id,

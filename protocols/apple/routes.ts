@@ -183,7 +183,7 @@ async function checkinMessage(deps: AppleRoutesDeps, msg: CheckinMessage, channe
         },
         { udid: msg.UDID, serial: msg.SerialNumber },
       );
-      const { device } = await deps.apple.authenticate({
+      await deps.apple.authenticate({
         channelKey: channel.id,
         certSha256,
         udid: msg.UDID,
@@ -194,8 +194,8 @@ async function checkinMessage(deps: AppleRoutesDeps, msg: CheckinMessage, channe
         osVersion: msg.OSVersion,
         imei: msg.IMEI,
         topic: msg.Topic,
+        applyRules: (conn, deviceId) => deps.gate.apply(deviceId, decision, conn),
       });
-      await deps.gate.apply(device.id, decision);
       return EMPTY;
     }
     case 'TokenUpdate': {

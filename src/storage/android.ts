@@ -6,7 +6,7 @@ import { Errors } from '../core/errors';
 import { modesAllowed, type AndroidModeName, type PersonalUsage } from '../core/enrollment-tokens';
 import type { Policy } from '../core/policies';
 import { hashSecret } from '../core/secrets';
-import type { Device, Enrollment, Ownership } from '../core/types';
+import type { Device, Enrollment } from '../core/types';
 import type pg from 'pg';
 import { cancelOpenCommands } from './commands';
 import type { Db } from './db';
@@ -29,6 +29,8 @@ export interface AndroidEnrollInput {
   fcmToken?: string;
   /** Digest of the new DPC credential (the secret itself goes only to the device). */
   credentialHash: string;
+  /** Writes what the enrollment rules decided (ownership, user, category, policy) in the same transaction. */
+  applyRules(conn: Db, deviceId: string): Promise<void>;
 }
 
 export interface AndroidEnrollResult {
@@ -92,11 +94,9 @@ export class PgAndroidStore {
       if (!allowed.includes(input.mode)) {
         throw Errors.of('mode_not_allowed', `this enrollment token allows ${allowed.join(' or ')}, not ${input.mode}`, { allowed_modes: allowed });
       }
-      const ownership: Ownership = input.mode === 'byod_work_profile' ? 'personal' : 'corporate';
       const facts = {
         platform: 'android',
         status: 'enrolled',
-        ownership,
         mode: input.mode,
         serial_number: input.device.serial_number ?? null,
         imei: input.device.imei ?? null,
@@ -106,8 +106,6 @@ export class PgAndroidStore {
         api_level: input.device.api_level,
         os_version: input.device.os_version,
         name: input.device.name ?? `${input.device.manufacturer} ${input.device.model}`,
-        user_ref: token.user_ref,
-        policy_id: token.policy_id,
         enrolled_at: trx.fn.now(),
         last_seen_at: trx.fn.now(),
         updated_at: trx.fn.now(),
@@ -130,6 +128,9 @@ export class PgAndroidStore {
           .returning('*');
       }
       await trx('device_credentials').insert({ device_id: device!.id, enrollment_id: enrollment!.id, secret_hash: input.credentialHash });
+      // Ownership, user, category and policy come from the enrollment rules; the row is read back with them.
+      await input.applyRules(trx, device!.id);
+      device = (await trx<Device>('devices').where({ id: device!.id }).first())!;
       await trx('events').insert(
         eventRow({
           type: existing ? 'device.reenrolled' : 'device.enrolled',

@@ -42,6 +42,8 @@ export interface AuthenticateInput {
   osVersion?: string;
   imei?: string;
   topic?: string;
+  /** Writes what the enrollment rules decided (ownership, user, category, policy) in the same transaction. */
+  applyRules(conn: Db, deviceId: string): Promise<void>;
 }
 
 export interface TokenUpdateInput {
@@ -212,7 +214,7 @@ export class PgAppleStore {
       const cert = await trx('issued_certificates')
         .where({ sha256: input.certSha256, purpose: 'device_identity' })
         .whereNull('revoked_at')
-        .first('id', 'enrollment_token_id', 'enrollment_id');
+        .first('id', 'enrollment_token_id');
       if (!cert) throw Errors.of('invalid_params', 'the identity certificate was not issued by this server through SCEP');
       // A certificate serves one device: refused if any other device channel holds it.
       const boundElsewhere = await trx('enrollments')
@@ -220,7 +222,6 @@ export class PgAppleStore {
         .whereRaw('NOT (platform = ? AND channel_key = ?)', ['apple', input.channelKey])
         .first('id');
       if (boundElsewhere) throw Errors.of('invalid_params', 'this identity certificate belongs to another device');
-      const token = cert.enrollment_token_id ? await this.tokens.getEnrollmentToken(cert.enrollment_token_id as string) : undefined;
 
       const existing = await trx<Enrollment>('enrollments').where({ platform: 'apple', channel_key: input.channelKey }).first();
       const facts = {
@@ -237,9 +238,6 @@ export class PgAppleStore {
         name: input.deviceName ?? null,
         updated_at: trx.fn.now(),
         last_seen_at: trx.fn.now(),
-        ...(token
-          ? { ownership: input.userEnrollment ? 'personal' : token.ownership, user_ref: token.user_ref, policy_id: token.policy_id }
-          : {}),
       };
       let device: Device;
       let enrollment: Enrollment;
@@ -263,8 +261,9 @@ export class PgAppleStore {
           .returning('*');
       }
       await trx('issued_certificates').where({ id: cert.id }).update({ device_id: device!.id, enrollment_id: enrollment!.id });
+      await input.applyRules(trx, device!.id);
       await trx('events').insert(
-        eventRow({ type: 'apple.authenticated', device_id: device!.id, actor: 'device', data: { channel: input.channelKey, enrollment_token_id: token?.id ?? null } }),
+        eventRow({ type: 'apple.authenticated', device_id: device!.id, actor: 'device', data: { channel: input.channelKey, enrollment_token_id: cert.enrollment_token_id ?? null } }),
       );
       return { device: device!, enrollment: enrollment!, reenrolled: Boolean(deviceId) };
     });
