@@ -39,6 +39,23 @@ const NOT_THIS_DEVICE = `NOT (d.platform = $2 AND (
   (d.udid IS NOT NULL AND d.udid = $5) OR (d.serial_number IS NOT NULL AND d.serial_number = $3)
   OR (d.hardware_id IS NOT NULL AND d.hardware_id = $6)))`;
 
+/**
+ * The user an email or UPN names, as SQL over the parameter `ref` (the email wins over someone
+ * else's UPN). The one statement of this rule: the context, the outcome and the terms page use it.
+ */
+const userNamed = (ref: string) =>
+  `SELECT id, email, is_dem, groups FROM users WHERE email = lower(${ref}) OR lower(upn) = lower(${ref}) ORDER BY email = lower(${ref}) DESC LIMIT 1`;
+
+/** CTEs `found` and `made`: that user, or a directory entry made for a name seen the first time (when `guard`). */
+const findOrMakeUser = (ref: string, guard = 'true') => `
+  found AS (SELECT id FROM (${userNamed(ref)}) named WHERE ${guard}),
+  made AS (INSERT INTO users (email) SELECT lower(${ref}) WHERE ${guard} AND NOT EXISTS (SELECT 1 FROM found)
+           ON CONFLICT (email) DO NOTHING RETURNING id)`;
+
+/** Terms `t` assigned to the user in CTE `u` (or to everyone) whose current version `u` has not accepted. */
+const PENDING_FOR_U = `(t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
+  AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)`;
+
 const CONTEXT = `
   WITH pre AS (
     SELECT p.id, p.ownership, p.user_id, pu.email AS user_email, p.device_name, p.category_id, p.policy_id
@@ -46,10 +63,8 @@ const CONTEXT = `
      WHERE p.device_platform = $2 AND p.serial_number = $3
   ), u AS (
     -- who enrolls: the user the enrollment names, else the user a pre-approval of this serial names
-    SELECT id, email, is_dem, groups FROM users
-     WHERE ($1::text IS NOT NULL AND (email = lower($1) OR lower(upn) = lower($1)))
-        OR ($1::text IS NULL AND id = (SELECT user_id FROM pre))
-     ORDER BY email = lower($1) DESC NULLS LAST LIMIT 1
+    (${userNamed('$1::text')})
+    UNION ALL SELECT id, email, is_dem, groups FROM users WHERE $1::text IS NULL AND id = (SELECT user_id FROM pre)
   )
   SELECT
     (SELECT row_to_json(u) FROM u) AS "user",
@@ -68,9 +83,7 @@ const CONTEXT = `
       WHERE d.enrolled_by = (SELECT id FROM u) AND d.status IN ('enrolled', 'pending') AND ${NOT_THIS_DEVICE})::int AS dem_device_count,
     (SELECT coalesce(json_agg(t ORDER BY t.title), '[]') FROM (
        SELECT t.id, t.version, t.title FROM terms t
-        WHERE ($1::text IS NOT NULL OR EXISTS (SELECT 1 FROM u))
-          AND (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
-          AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)) t) AS pending_terms`;
+        WHERE ($1::text IS NOT NULL OR EXISTS (SELECT 1 FROM u)) AND ${PENDING_FOR_U}) t) AS pending_terms`;
 
 /**
  * What an allowed enrollment gets, in one statement: the device's ownership, user (a user named for
@@ -79,13 +92,7 @@ const CONTEXT = `
  * (the real device takes its place).
  */
 const APPLY = `
-  WITH found AS (
-    SELECT id FROM users WHERE :need::boolean AND (email = lower(:ref::text) OR lower(upn) = lower(:ref::text))
-     ORDER BY email = lower(:ref::text) DESC LIMIT 1
-  ), made AS (
-    INSERT INTO users (email) SELECT lower(:ref::text) WHERE :need::boolean AND NOT EXISTS (SELECT 1 FROM found)
-    ON CONFLICT (email) DO NOTHING RETURNING id
-  ), who AS (
+  WITH ${findOrMakeUser(':ref::text', ':need::boolean')}, who AS (
     SELECT coalesce(:user_id::uuid, (SELECT id FROM found), (SELECT id FROM made)) AS id
   ), dev AS (
     UPDATE devices SET ownership = :ownership, ownership_source = :source, user_id = (SELECT id FROM who), user_ref = :ref::text,
@@ -236,11 +243,8 @@ export class PgEnrollmentGate {
   /** Terms the user (an email or UPN) has yet to accept, with their text. */
   async pendingTerms(userRef: string): Promise<PendingTerms[]> {
     const { rows } = await this.db.raw<{ rows: PendingTerms[] }>(
-      `WITH u AS (SELECT id, groups FROM users WHERE email = lower(:ref) OR lower(upn) = lower(:ref) ORDER BY email = lower(:ref) DESC LIMIT 1)
-       SELECT t.id, t.version, t.title, t.summary, t.text FROM terms t
-        WHERE (t.assign_all_users OR EXISTS (SELECT 1 FROM u WHERE t.assign_groups && u.groups))
-          AND NOT EXISTS (SELECT 1 FROM terms_acceptances a JOIN u ON a.user_id = u.id WHERE a.terms_id = t.id AND a.version = t.version)
-        ORDER BY t.title`,
+      `WITH u AS (${userNamed(':ref::text')})
+       SELECT t.id, t.version, t.title, t.summary, t.text FROM terms t WHERE ${PENDING_FOR_U} ORDER BY t.title`,
       { ref: userRef },
     );
     return rows;
@@ -275,9 +279,8 @@ export class PgEnrollmentGate {
 /** The directory entry an email or UPN names; a name seen for the first time gets one (by email). */
 async function userIdFor(conn: Db, ref: string): Promise<string> {
   const { rows } = await conn.raw<{ rows: Array<{ id: string }> }>(
-    `WITH found AS (SELECT id FROM users WHERE email = lower(:ref) OR lower(upn) = lower(:ref) ORDER BY email = lower(:ref) DESC LIMIT 1),
-          made AS (INSERT INTO users (email) SELECT lower(:ref) WHERE NOT EXISTS (SELECT 1 FROM found) ON CONFLICT (email) DO NOTHING RETURNING id)
-     SELECT id FROM found UNION ALL SELECT id FROM made UNION ALL SELECT id FROM users WHERE email = lower(:ref) LIMIT 1`,
+    `WITH ${findOrMakeUser(':ref::text')}
+     SELECT id FROM found UNION ALL SELECT id FROM made UNION ALL SELECT id FROM users WHERE email = lower(:ref::text) LIMIT 1`,
     { ref },
   );
   return rows[0]!.id;
