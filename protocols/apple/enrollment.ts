@@ -7,6 +7,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { EnrollmentRefusal, type EnrollmentFacts } from '../../src/core/enrollment-policy';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
+import type { PendingTerms } from '../../src/storage/enrollment-gate';
 import type { EnrollmentToken } from '../../src/storage/tokens';
 import { isMooringError } from '../../src/core/errors';
 import { readRawBody } from '../../src/http/raw-body';
@@ -38,8 +39,9 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       return void page(res, 503, 'Apple enrollment is not set up yet', 'The server has no Apple push certificate. Your administrator must upload one first.');
     }
     let challenge: string;
+    let checked: EnrollmentToken | undefined;
     try {
-      const checked = await deps.apple.checkToken(token);
+      checked = await deps.apple.checkToken(token);
       // What the rules can decide before the device says what it is: platform, terms, the token.
       await deps.gate.decide(profileFacts(checked));
       let categoryId: string | null = null;
@@ -55,7 +57,9 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
       }
       ({ challenge } = await deps.apple.newChallenge(token, categoryId));
     } catch (err) {
-      if (err instanceof EnrollmentRefusal && err.reason === 'terms_not_accepted') return void termsPage(deps, res, token);
+      if (err instanceof EnrollmentRefusal && err.reason === 'terms_not_accepted') {
+        return void termsPage(res, token, await deps.gate.pendingTerms(checked!.user_ref!));
+      }
       if (err instanceof EnrollmentRefusal) {
         deps.logger.info({ reason: err.reason, activityId: err.activityId }, 'Apple enrollment profile refused');
         return void sendPage(res, 403, 'This device cannot be enrolled', refusalHtml(err));
@@ -89,7 +93,7 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
     if (!checked?.user_ref) return void page(res, 400, 'This enrollment link is not valid', 'Open the enrollment link exactly as your administrator sent it.');
     const pending = await deps.gate.pendingTerms(checked.user_ref);
     const accepted = acceptedTerms(body);
-    if (!acceptsAll(pending, accepted)) return void termsPage(deps, res, token, 'Tick every box to accept all of the terms, or close this page.');
+    if (!acceptsAll(pending, accepted)) return void termsPage(res, token, pending, 'Tick every box to accept all of the terms, or close this page.');
     await deps.gate.acceptTerms(checked.user_ref, accepted);
     res.redirect(303, `/enroll/apple?token=${encodeURIComponent(token)}`);
   });
@@ -129,9 +133,7 @@ function profileFacts(t: EnrollmentToken): EnrollmentFacts {
   };
 }
 
-async function termsPage(deps: AppleRoutesDeps, res: Response, token: string, error?: string): Promise<void> {
-  const checked = await deps.apple.checkToken(token);
-  const terms = await deps.gate.pendingTerms(checked.user_ref ?? '');
+function termsPage(res: Response, token: string, terms: PendingTerms[], error?: string): void {
   sendPage(res, 200, 'Terms of use', termsFormHtml({ action: '/enroll/apple', hidden: { token }, terms, error }));
 }
 

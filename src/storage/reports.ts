@@ -56,6 +56,9 @@ export interface StaleDevice {
   created_at: Date;
 }
 
+/** The device columns both device reports show. */
+const REPORTED_DEVICE = ['id', 'platform', 'name', 'serial_number', 'user_ref as user'];
+
 export class PgReportStore {
   constructor(readonly db: Db) {}
 
@@ -99,15 +102,7 @@ export class PgReportStore {
   /** Devices still `pending` more than `olderThanMinutes` after they were created, newest first. */
   incompleteEnrollments(olderThanMinutes: number, page: PageRequest): Promise<Page<IncompleteEnrollment>> {
     const inner = this.db('devices')
-      .select(
-        'id',
-        'platform',
-        'name',
-        'serial_number',
-        'user_ref as user',
-        'created_at',
-        this.db.raw('floor(extract(epoch FROM now() - created_at) / 60)::int AS minutes_pending'),
-      )
+      .select(...REPORTED_DEVICE, 'created_at', this.db.raw('floor(extract(epoch FROM now() - created_at) / 60)::int AS minutes_pending'))
       .where('status', 'pending')
       .whereRaw(`created_at < now() - make_interval(mins => ?)`, [olderThanMinutes]);
     return newestFirst<IncompleteEnrollment>(this.db.select('*').from(inner.as('d')), page);
@@ -116,16 +111,7 @@ export class PgReportStore {
   /** Enrolled devices that have not checked in for `days` days (or never), newest first. */
   staleDevices(days: number, page: PageRequest): Promise<Page<StaleDevice>> {
     const inner = this.db('devices')
-      .select(
-        'id',
-        'platform',
-        'name',
-        'serial_number',
-        'user_ref as user',
-        'last_seen_at',
-        this.db.raw('floor(extract(epoch FROM now() - last_seen_at) / 86400)::int AS days_since_seen'),
-        'created_at',
-      )
+      .select(...REPORTED_DEVICE, 'last_seen_at', this.db.raw('floor(extract(epoch FROM now() - last_seen_at) / 86400)::int AS days_since_seen'), 'created_at')
       .where('status', 'enrolled')
       .where((w) => w.whereNull('last_seen_at').orWhereRaw(`last_seen_at < now() - make_interval(days => ?)`, [days]));
     return newestFirst<StaleDevice>(this.db.select('*').from(inner.as('d')), page);

@@ -57,33 +57,24 @@ const IncompleteQuery = PageQuery.extend({
   older_than_minutes: z.coerce.number().int().min(1).max(525_600).default(30),
 }).extend(ReportFormat.shape);
 const INCOMPLETE_COLUMNS = ['id', 'platform', 'name', 'serial_number', 'user', 'created_at', 'minutes_pending'] as const;
-const IncompleteSchema = z
-  .object({
-    id: z.uuid(),
-    platform: z.string(),
-    name: z.string().nullable(),
-    serial_number: z.string().nullable(),
-    user: z.string().nullable(),
-    created_at: iso,
-    minutes_pending: z.number().int(),
-  })
-  .openapi('IncompleteEnrollment');
+/** What both device reports show of a device. */
+const ReportedDevice = z.object({
+  id: z.uuid(),
+  platform: z.string(),
+  name: z.string().nullable(),
+  serial_number: z.string().nullable(),
+  user: z.string().nullable(),
+});
+const IncompleteSchema = ReportedDevice.extend({ created_at: iso, minutes_pending: z.number().int() }).openapi('IncompleteEnrollment');
 
 const StaleQuery = PageQuery.extend({
   days: z.coerce.number().int().min(1).max(3650).default(30),
 }).extend(ReportFormat.shape);
 const STALE_COLUMNS = ['id', 'platform', 'name', 'serial_number', 'user', 'last_seen_at', 'days_since_seen'] as const;
-const StaleSchema = z
-  .object({
-    id: z.uuid(),
-    platform: z.string(),
-    name: z.string().nullable(),
-    serial_number: z.string().nullable(),
-    user: z.string().nullable(),
-    last_seen_at: iso.nullable(),
-    days_since_seen: z.number().int().nullable().openapi({ description: 'null if the device never checked in after enrolling' }),
-  })
-  .openapi('StaleDevice');
+const StaleSchema = ReportedDevice.extend({
+  last_seen_at: iso.nullable(),
+  days_since_seen: z.number().int().nullable().openapi({ description: 'null if the device never checked in after enrolling' }),
+}).openapi('StaleDevice');
 
 const failureJson = (f: FailureItem): z.input<typeof FailureSchema> => ({
   activity_id: f.activity_id,
