@@ -75,14 +75,6 @@ export function deviceFamilyOf(platform: PreapprovedPlatform): 'apple' | 'androi
 export class PgPreapprovedStore {
   constructor(readonly db: Db) {}
 
-  async categoryExists(id: string): Promise<boolean> {
-    return UUID.test(id) && Boolean(await this.db('device_categories').where({ id }).first('id'));
-  }
-
-  async policyExists(id: string): Promise<boolean> {
-    return UUID.test(id) && Boolean(await this.db('policies').where({ id }).first('id'));
-  }
-
   /** What an import of this (error-free) parse would do, without writing anything. */
   async planPreapprovedImport(parsed: PreapprovedParse, opts: PreapprovedImportOptions): Promise<PreapprovedImportPlan> {
     return planPreapproved(this.db, parsed, opts);

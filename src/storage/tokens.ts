@@ -157,10 +157,6 @@ export class PgTokenStore {
     return row ?? refusal(this.db, { id }, platform);
   }
 
-  async categoryExists(id: string): Promise<boolean> {
-    return Boolean(await this.db('device_categories').where({ id }).first('id'));
-  }
-
   /** A usable token of any platform (the terms page serves all three). */
   async checkAnyEnrollmentToken(secret: string): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));

@@ -10,16 +10,18 @@ import { z } from '../zod';
 import { settleTokenTerms } from '../../core/enrollment-tokens';
 import { PLATFORMS } from '../../core/types';
 import type { Sealer } from '../../pki/sealed';
+import type { PgDirectoryStore } from '../../storage/directory';
 import type { PgPolicyStore } from '../../storage/policies';
 
 export interface EnrollmentTokenRoutesDeps {
   tokens: PgTokenStore;
   policies: Pick<PgPolicyStore, 'get'>;
+  directory: Pick<PgDirectoryStore, 'getCategory'>;
   sealer: Sealer;
   publicUrl: URL;
 }
 
-export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, sealer, publicUrl }: EnrollmentTokenRoutesDeps): void {
+export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, directory, sealer, publicUrl }: EnrollmentTokenRoutesDeps): void {
   routes.add({
     method: 'post',
     path: '/enrollment-tokens',
@@ -30,7 +32,7 @@ export function enrollmentTokenRoutes(routes: AdminRoutes, { tokens, policies, s
     async handle({ body, req }) {
       const terms = settleTokenTerms(body);
       if (body.policy_id && !(await policies.get(body.policy_id))) throw Errors.of('policy_not_found', `no policy with id ${body.policy_id}`);
-      if (body.category_id && !(await tokens.categoryExists(body.category_id))) throw Errors.of('category_not_found', `no device category with id ${body.category_id}`);
+      if (body.category_id && !(await directory.getCategory(body.category_id))) throw Errors.of('category_not_found', `no device category with id ${body.category_id}`);
       const secret = newEnrollmentToken();
       const token = await tokens.createEnrollmentToken(
         {

@@ -12,6 +12,8 @@ import { mapPage } from '../../core/pagination';
 import { parsePreapprovedCsv, PREAPPROVED_PLATFORMS } from '../../core/preapproved-csv';
 import type { PgPreapprovedStore, PreapprovedRecord } from '../../storage/preapproved';
 import { actorOf } from '../auth';
+import type { PgDirectoryStore } from '../../storage/directory';
+import type { PgPolicyStore } from '../../storage/policies';
 import type { AdminRoutes } from '../route';
 import { IdParams, PageQuery, pageOf } from '../schemas';
 import { flag, importInvalid, iso, isoOrNull, ProblemItem } from './governance-shared';
@@ -98,8 +100,11 @@ const byRow = (a: ImportProblem, b: ImportProblem) => (a.row ?? 0) - (b.row ?? 0
 
 // ---- routes -------------------------------------------------------------------------------------------
 
-export function preapprovedRoutes(routes: AdminRoutes, deps: { preapproved: PgPreapprovedStore }): void {
-  const { preapproved } = deps;
+export function preapprovedRoutes(
+  routes: AdminRoutes,
+  deps: { preapproved: PgPreapprovedStore; directory: Pick<PgDirectoryStore, 'getCategory'>; policies: Pick<PgPolicyStore, 'get'> },
+): void {
+  const { preapproved, directory, policies } = deps;
 
   routes.add({
     method: 'get',
@@ -131,8 +136,8 @@ export function preapprovedRoutes(routes: AdminRoutes, deps: { preapproved: PgPr
       422: { description: 'import_invalid: `errors` and `warnings` list { row, code, detail }' },
     },
     async handle({ query, csv, req }) {
-      if (query.category_id && !(await preapproved.categoryExists(query.category_id))) throw Errors.of('category_not_found', `no device category with id ${query.category_id}`);
-      if (query.policy_id && !(await preapproved.policyExists(query.policy_id))) throw Errors.of('policy_not_found', `no policy with id ${query.policy_id}`);
+      if (query.category_id && !(await directory.getCategory(query.category_id))) throw Errors.of('category_not_found', `no device category with id ${query.category_id}`);
+      if (query.policy_id && !(await policies.get(query.policy_id))) throw Errors.of('policy_not_found', `no policy with id ${query.policy_id}`);
       const parsed = parsePreapprovedCsv(csv);
       const opts = { existingUsers: query.existing_users, categoryId: query.category_id, policyId: query.policy_id, dryRun: query.dry_run ?? false };
 
