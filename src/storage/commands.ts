@@ -10,6 +10,7 @@ import type pg from 'pg';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { byNumberDesc } from './paging';
+import { UUID } from '../core/ids';
 
 /** Rows per INSERT ... SELECT FROM json_to_recordset(...) statement: 100,000 commands are five statements. */
 
@@ -40,7 +41,6 @@ export function takeNextSql(enrollment: string, skipNotNow: string, limit: strin
 
 const TAKE_NEXT = takeNextSql('$1', '$2', '$3');
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgCommandStore implements CommandStore {
   constructor(

@@ -12,7 +12,7 @@ import type { Page, PageRequest } from '../core/pagination';
 import type { EventInput } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
-import { UUID } from './governance-shared';
+import { UUID } from '../core/ids';
 import { newestFirst } from './paging';
 
 // ---- shapes -------------------------------------------------------------------------------------------

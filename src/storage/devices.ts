@@ -3,6 +3,7 @@ import type { Page, PageRequest } from '../core/pagination';
 import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
 import type { Db } from './db';
 import { newestFirst } from './paging';
+import { UUID } from '../core/ids';
 
 /**
  * "Last seen" is kept to this many seconds, on every platform: a session's further requests (a report
@@ -17,7 +18,6 @@ export interface DeviceFilter {
   q?: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgDeviceStore {
   constructor(private readonly db: Db) {}

@@ -10,8 +10,8 @@ import { decodeCursor, toPage, type Page, type PageRequest } from '../core/pagin
 import type { Device, EventInput, Json } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
+import { UUID } from '../core/ids';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The advisory lock promotions to enrollment manager take, so two at once cannot pass the cap together. */
 const DEM_LOCK_KEY = 0x4d4f4f52_444d; // "MOOR" "DM"

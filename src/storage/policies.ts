@@ -5,8 +5,8 @@ import type { EventInput } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { newestFirst } from './paging';
+import { UUID } from '../core/ids';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class PgPolicyStore {
   constructor(private readonly db: Db) {}

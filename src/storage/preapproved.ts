@@ -14,7 +14,7 @@ import type { PreapprovedParse, PreapprovedPlatform } from '../core/preapproved-
 import type { EventInput } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
-import { UUID } from './governance-shared';
+import { UUID } from '../core/ids';
 import { newestFirst } from './paging';
 
 // ---- shapes -------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { Errors } from '../core/errors';
 import type { EventInput } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
-import { UUID } from './governance-shared';
+import { UUID } from '../core/ids';
 
 // ---- shapes -------------------------------------------------------------------------------------------
 

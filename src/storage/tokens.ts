@@ -6,6 +6,7 @@ import type { EventInput, Platform, Role } from '../core/types';
 import type { Db } from './db';
 import { eventRow } from './events';
 import { newestFirst } from './paging';
+import { UUID } from '../core/ids';
 
 export interface ApiToken {
   id: string;
@@ -39,7 +40,6 @@ export interface EnrollmentToken {
   created_at: Date;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const API_TOKEN_COLUMNS: string[] = ['id', 'name', 'role', 'hint', 'created_at', 'last_used_at', 'revoked_at'];
 export const ENROLLMENT_TOKEN_COLUMNS: string[] = [
   'id', 'platform', 'hint', 'policy_id', 'ownership', 'allow_personal_usage', 'additional_data', 'user_ref', 'category_id', 'category_choice',
