@@ -20,7 +20,7 @@ import { round, timed } from './lib/stats';
 import { benchBulkEnqueue } from './scenarios/bulk-enqueue';
 import { benchNextCommand } from './scenarios/next-command';
 
-const DEFAULTS = { devices: 100_000, repeats: 3, pollers: 50, commandsPerPoller: 400, pollSeconds: 5, http: true };
+const DEFAULTS = { devices: 100_000, repeats: 3, pollers: 50, commandsPerPoller: 2500, pollSeconds: 5, http: true };
 
 interface BenchSettings {
   databaseUrl?: string;

@@ -123,6 +123,57 @@ describe('reports', () => {
   });
 });
 
+describe('polls at the same moment (one statement for many enrollments)', () => {
+  it('gives each enrollment its own commands, by priority, each once, even when it polls several times at once', async () => {
+    const fleet = await Promise.all(Array.from({ length: 12 }, () => s.device()));
+    const queued = new Map<string, string[]>();
+    for (const { device, enrollment } of fleet) {
+      const plain = await enqueue(device.id, 'device_info');
+      const later = await enqueue(device.id, 'restart');
+      const urgent = await enqueue(device.id, 'lock', { priority: 10 });
+      queued.set(enrollment.id, [urgent.id, plain.id, later.id]);
+    }
+    // First round: every enrollment once, all in the same turn: each gets its urgent command.
+    const first = await Promise.all(fleet.map(({ enrollment }) => s.m.commands.next(enrollment.id)));
+    fleet.forEach(({ enrollment }, i) => expect(first[i]?.id).toBe(queued.get(enrollment.id)![0]));
+    // Second round: every enrollment three times at once, for its two remaining commands.
+    const asks = fleet.flatMap(({ enrollment }) => [enrollment.id, enrollment.id, enrollment.id]);
+    const second = await Promise.all(asks.map((id) => s.m.commands.next(id)));
+    for (const { enrollment } of fleet) {
+      const got = second.filter((c, i) => asks[i] === enrollment.id && c !== undefined);
+      expect(got.map((c) => c!.enrollment_id)).toEqual([enrollment.id, enrollment.id]);
+      expect(got.map((c) => c!.id).sort()).toEqual(queued.get(enrollment.id)!.slice(1).sort());
+    }
+    expect(second.filter((c) => c === undefined)).toHaveLength(fleet.length);
+  });
+
+  it('applies each poll\'s own NotNow rule inside a shared statement', async () => {
+    const a = await s.device();
+    const b = await s.device();
+    const aHeld = await enqueue(a.device.id, 'device_info');
+    const aNext = await enqueue(a.device.id, 'restart');
+    const bHeld = await enqueue(b.device.id, 'device_info');
+    for (const [who, held] of [[a, aHeld], [b, bHeld]] as const) {
+      expect((await s.m.commands.next(who.enrollment.id))?.id).toBe(held.id);
+      await s.m.commands.report(who.enrollment.id, held.id, { status: 'not_now' });
+    }
+    const [forA, forB] = await Promise.all([
+      s.m.commands.next(a.enrollment.id, { skipNotNow: true }), // just said NotNow: the next other command
+      s.m.commands.next(b.enrollment.id), // idle again: the NotNow'd command comes back
+    ]);
+    expect(forA?.id).toBe(aNext.id);
+    expect(forB?.id).toBe(bHeld.id);
+  });
+
+  it('answers a malformed enrollment id with nothing, without failing the polls it shares a statement with', async () => {
+    const { device, enrollment } = await s.device();
+    const c = await enqueue(device.id, 'lock');
+    const [bad, good] = await Promise.all([s.m.commands.next('not-a-uuid'), s.m.commands.next(enrollment.id)]);
+    expect(bad).toBeUndefined();
+    expect(good?.id).toBe(c.id);
+  });
+});
+
 describe('cancel', () => {
   it('cancels a queued command and refuses once it was sent', async () => {
     const { device, enrollment } = await s.device();
