@@ -49,15 +49,13 @@ function markSentSql(pick: string): string {
    RETURNING c.id, c.seq, c.device_id, c.enrollment_id, c.platform, c.type, c.params, c.payload, c.status, c.priority, c.attempts, c.not_now_count, c.expires_at`;
 }
 
-const TAKE_NEXT = takeNextSql('$1', '$2', '$3');
-
-/** One command each for many enrollments ($1 their ids, $2 skip-NotNow per id), in one statement. */
+/** The next commands of many enrollments ($1 their ids, $2 skip-NotNow and $3 how many, per id), in one statement. */
 const TAKE_NEXT_EACH = markSentSql(`
-  SELECT one.ctid FROM unnest($1::uuid[], $2::bool[]) AS want(enrollment_id, skip_not_now)
-   CROSS JOIN LATERAL (${pickSql('want.enrollment_id', 'want.skip_not_now', '1')}) one`);
+  SELECT taken.ctid FROM unnest($1::uuid[], $2::bool[], $3::int[]) AS want(enrollment_id, skip_not_now, take)
+   CROSS JOIN LATERAL (${pickSql('want.enrollment_id', 'want.skip_not_now', 'want.take')}) taken`);
 
 /**
- * Single hand-outs in flight on the hand-out pool at once; more wait and leave as one statement.
+ * Hand-out statements in flight on the hand-out pool at once; more wait and leave as one statement.
  * Two measured best on the 2-core bench host (74% of SELECT 1, against 65% with four or eight): fewer,
  * larger statements spend less on commits and round trips, and a batch of 250 is still one index
  * probe and one row update per enrollment.
@@ -65,16 +63,21 @@ const TAKE_NEXT_EACH = markSentSql(`
 const HANDOUT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
 
 
+interface HandoutAsk {
+  skipNotNow: boolean;
+  limit: number;
+}
+
 export class PgCommandStore implements CommandStore {
-  /** Concurrent single hand-outs (polls of different enrollments) share statements: see Coalescer. */
-  private readonly singles: Coalescer<string, boolean, Command>;
+  /** Concurrent hand-outs (polls of different enrollments) share statements: see Coalescer. */
+  private readonly handouts: Coalescer<string, HandoutAsk, Command[]>;
 
   constructor(
     private readonly db: Db,
     /** Hand-outs run on their own pool: see createHandoutPool. */
     private readonly handout: pg.Pool,
   ) {
-    this.singles = new Coalescer((batch) => this.takeOneEach(batch), HANDOUT_COALESCING);
+    this.handouts = new Coalescer((batch) => this.takeEach(batch), HANDOUT_COALESCING);
   }
 
   /**
@@ -170,27 +173,22 @@ export class PgCommandStore implements CommandStore {
    * Deliverable: queued, or not_now unless the device just said NotNow; never past `expires_at`.
    */
   async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; limit?: number }): Promise<Command[]> {
-    const limit = opts.limit ?? 1;
-    if (limit === 1) {
-      const command = await this.singles.request(enrollmentId, opts.skipNotNow);
-      return command ? [command] : [];
-    }
-    const { rows } = await this.handout.query<Command>({ name: 'mooring_take_next', text: TAKE_NEXT, values: [enrollmentId, opts.skipNotNow, limit] });
-    return rows.length > 1 ? rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq) : rows;
+    if (!UUID.test(enrollmentId)) return []; // no such enrollment, and it must not fail the statement it would share
+    return (await this.handouts.request(enrollmentId, { skipNotNow: opts.skipNotNow, limit: opts.limit ?? 1 })) ?? [];
   }
 
-  /** One command for each enrollment of the batch (a batch names an enrollment once). */
-  private async takeOneEach(batch: ReadonlyArray<{ key: string; input: boolean }>): Promise<Map<string, Command>> {
-    const ids: string[] = [];
-    const skips: boolean[] = [];
-    for (const { key, input } of batch) {
-      if (!UUID.test(key)) continue; // an id that is not a UUID has no commands, and must not fail its batch
-      ids.push(key);
-      skips.push(input);
+  /** The next commands of each enrollment of the batch (a batch names an enrollment once), by priority then arrival. */
+  private async takeEach(batch: ReadonlyArray<{ key: string; input: HandoutAsk }>): Promise<Map<string, Command[]>> {
+    const values = [batch.map((b) => b.key), batch.map((b) => b.input.skipNotNow), batch.map((b) => b.input.limit)];
+    const { rows } = await this.handout.query<Command>({ name: 'mooring_take_next_each', text: TAKE_NEXT_EACH, values });
+    const out = new Map<string, Command[]>();
+    for (const c of rows) {
+      const list = out.get(c.enrollment_id);
+      if (list) list.push(c);
+      else out.set(c.enrollment_id, [c]);
     }
-    if (ids.length === 0) return new Map();
-    const { rows } = await this.handout.query<Command>({ name: 'mooring_take_next_each', text: TAKE_NEXT_EACH, values: [ids, skips] });
-    return new Map(rows.map((c) => [c.enrollment_id, c]));
+    for (const list of out.values()) if (list.length > 1) list.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    return out;
   }
 
 

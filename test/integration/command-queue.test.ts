@@ -165,6 +165,17 @@ describe('polls at the same moment (one statement for many enrollments)', () => 
     expect(forB?.id).toBe(bHeld.id);
   });
 
+  it('serves a poll that takes a list (Windows, Android) and one that takes one command in the same statement', async () => {
+    const many = await s.device();
+    const one = await s.device();
+    const listed = [await enqueue(many.device.id, 'device_info'), await enqueue(many.device.id, 'restart'), await enqueue(many.device.id, 'lock', { priority: 10 })];
+    const single = [await enqueue(one.device.id, 'device_info'), await enqueue(one.device.id, 'restart')];
+    const [list, first] = await Promise.all([s.m.commands.nextMany(many.enrollment.id, 2), s.m.commands.next(one.enrollment.id)]);
+    expect(list.map((c) => c.id)).toEqual([listed[2]!.id, listed[0]!.id]);
+    expect(first?.id).toBe(single[0]!.id);
+    expect((await s.m.commands.nextMany(many.enrollment.id, 5)).map((c) => c.id)).toEqual([listed[1]!.id]);
+  });
+
   it('answers a malformed enrollment id with nothing, without failing the polls it shares a statement with', async () => {
     const { device, enrollment } = await s.device();
     const c = await enqueue(device.id, 'lock');
