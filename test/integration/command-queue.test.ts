@@ -185,6 +185,59 @@ describe('polls at the same moment (one statement for many enrollments)', () => 
   });
 });
 
+describe('reports at the same moment (one statement for many commands)', () => {
+  it('applies each report as if it came alone: its own status, result, error and event', async () => {
+    const fleet = await Promise.all(Array.from({ length: 6 }, () => s.device()));
+    const sent = [];
+    for (const { device, enrollment } of fleet) {
+      await enqueue(device.id, 'device_info');
+      sent.push((await s.m.commands.next(enrollment.id))!);
+    }
+    const odd = { chain: [{ code: 12021, text: 'quote " backslash \\ brace { unicode é 日本' }] };
+    const outcomes = [
+      { status: 'acknowledged', result: { serial: 'C02X', list: [1, 'two', null] } },
+      { status: 'error', error: odd, result: { partial: true } },
+      { status: 'not_now' },
+      { status: 'acknowledged' },
+      { status: 'error', error: 'plain text' },
+      { status: 'acknowledged', result: 'a "string" result' },
+    ] as const;
+    const answers = await Promise.all(fleet.map(({ enrollment }, i) => s.m.commands.report(enrollment.id, sent[i]!.id, outcomes[i]!)));
+    expect(answers.every((a) => a.changed)).toBe(true);
+    const stored = await Promise.all(sent.map((c) => s.m.commands.get(c.id)));
+    expect(stored.map((c) => c.status)).toEqual(['acknowledged', 'error', 'not_now', 'acknowledged', 'error', 'acknowledged']);
+    expect(stored[0]!.result).toEqual({ serial: 'C02X', list: [1, 'two', null] });
+    expect(stored[1]!.error).toEqual(odd);
+    expect(stored[1]!.result).toEqual({ partial: true });
+    expect(stored[2]!.not_now_count).toBe(1);
+    expect(stored[2]!.completed_at).toBeNull();
+    expect(stored[3]!.result).toBeNull();
+    expect(stored[4]!.error).toBe('plain text');
+    expect(stored[5]!.result).toBe('a "string" result');
+    for (const [i, { device }] of fleet.entries()) {
+      const events = await s.m.events.list({ device_id: device.id, type: `command.${stored[i]!.status}` }, { limit: 10 });
+      expect(events.items.map((e) => e.command_id)).toEqual([sent[i]!.id]);
+    }
+  });
+
+  it('changes a command once when it is reported twice at once, and never for another enrollment', async () => {
+    const mine = await s.device();
+    const other = await s.device();
+    await enqueue(mine.device.id, 'lock');
+    const c = (await s.m.commands.next(mine.enrollment.id))!;
+    const [stranger, first, second] = await Promise.all([
+      s.m.commands.report(other.enrollment.id, c.id, { status: 'error', error: 'not yours' }),
+      s.m.commands.report(mine.enrollment.id, c.id, { status: 'acknowledged' }),
+      s.m.commands.report(mine.enrollment.id, c.id, { status: 'acknowledged' }),
+    ]);
+    expect(stranger.changed).toBe(false);
+    expect([first.changed, second.changed].filter(Boolean)).toHaveLength(1);
+    expect((await s.m.commands.get(c.id)).status).toBe('acknowledged');
+    const events = await s.m.events.list({ device_id: mine.device.id, type: 'command.acknowledged' }, { limit: 10 });
+    expect(events.items).toHaveLength(1);
+  });
+});
+
 describe('cancel', () => {
   it('cancels a queued command and refuses once it was sent', async () => {
     const { device, enrollment } = await s.device();
