@@ -17,7 +17,7 @@ import type { Sealer } from '../pki/sealed';
 import { cancelOpenCommands, takeNextSql } from './commands';
 import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
-import { SEEN_RESOLUTION_SECONDS } from './devices';
+import { seenIsDue } from './devices';
 import { eventRow } from './events';
 import { ENROLLMENT_TOKEN_COLUMNS as TOKEN_COLUMNS, usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
 
@@ -66,17 +66,17 @@ const CHANNEL = `
   ch AS (
     SELECT e.id, e.device_id, e.status,
            -- how long ago "last seen" was written, when this request does not write it again
-           CASE WHEN e.last_seen_at IS NULL OR e.last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds' THEN 0
+           CASE WHEN ${seenIsDue('e.last_seen_at')} THEN 0
                 ELSE (extract(epoch FROM now() - e.last_seen_at) * 1000)::int END AS seen_age_ms
       FROM enrollments e
       JOIN enrollments p ON p.platform = 'apple' AND p.channel_key = $2 AND p.cert_sha256 = $3 AND p.device_id = e.device_id
      WHERE e.platform = 'apple' AND e.channel_key = $1
   ), seen AS (
     UPDATE enrollments SET last_seen_at = now()
-     WHERE id = (SELECT id FROM ch) AND (last_seen_at IS NULL OR last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds')
+     WHERE id = (SELECT id FROM ch) AND ${seenIsDue('last_seen_at')}
   ), dev AS (
     UPDATE devices SET last_seen_at = now()
-     WHERE id = (SELECT device_id FROM ch) AND (last_seen_at IS NULL OR last_seen_at < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds')
+     WHERE id = (SELECT device_id FROM ch) AND ${seenIsDue('last_seen_at')}
   )`;
 
 const IDENTIFY = `WITH ${CHANNEL} SELECT id AS enrollment_id, device_id, status FROM ch`;

@@ -11,6 +11,11 @@ import { UUID } from '../core/ids';
  */
 export const SEEN_RESOLUTION_SECONDS = 30;
 
+/** SQL: the "last seen" in `column` is due to be written again (never written, or older than its resolution). */
+export function seenIsDue(column: string): string {
+  return `(${column} IS NULL OR ${column} < now() - interval '${SEEN_RESOLUTION_SECONDS} seconds')`;
+}
+
 export interface DeviceFilter {
   platform?: Platform;
   status?: DeviceStatus;

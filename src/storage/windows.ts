@@ -7,7 +7,7 @@ import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
-import { SEEN_RESOLUTION_SECONDS } from './devices';
+import { SEEN_RESOLUTION_SECONDS, seenIsDue } from './devices';
 import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { eventRow } from './events';
@@ -76,15 +76,21 @@ const CHANNEL_FOR_CERTIFICATE = `
          coalesce(last_seen_at > now() - interval '${SEEN_RESOLUTION_SECONDS} seconds', false) AS seen_recently
     FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1`;
 
+/**
+ * Writes only what is news: last seen when older than its resolution, the inventory when the device
+ * reported something the row does not already hold. A session's first message repeats DevInfo every
+ * time, and a statement that changes no row commits without a write.
+ */
 const RECORD_SESSION = `
-  WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1)
+  WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1 AND ${seenIsDue('last_seen_at')})
   UPDATE devices d
      SET last_seen_at = now(),
          inventory = CASE WHEN $3::jsonb IS NULL THEN d.inventory ELSE d.inventory || $3::jsonb END,
          model = coalesce($4::text, d.model),
          manufacturer = coalesce($5::text, d.manufacturer),
          os_version = coalesce($6::text, d.os_version)
-   WHERE d.id = $2`;
+   WHERE d.id = $2
+     AND (${seenIsDue('d.last_seen_at')} OR ($3::jsonb IS NOT NULL AND NOT coalesce(d.inventory @> $3::jsonb, false)))`;
 
 export class PgWindowsStore {
   constructor(

@@ -131,6 +131,15 @@ describe('OnPremise enrollment and management', () => {
     expect(JSON.stringify(shown.body.inventory)).toContain('Fabrikam Book 14');
     expect(shown.body).toMatchObject({ model: 'Fabrikam Book 14', manufacturer: 'Fabrikam' });
     expect(shown.body.last_seen_at).toEqual(expect.any(String));
+
+    // Sessions moments apart: the same DevInfo again writes nothing new, a changed one is taken at once.
+    await device.session();
+    const same = await s.api.get(`/api/v1/devices/${id}`).expect(200);
+    expect(same.body.last_seen_at).toBe(shown.body.last_seen_at); // within its 30 s resolution: not written
+    await device.session({ devInfo: { Mod: 'Fabrikam Book 16' } });
+    const changed = await s.api.get(`/api/v1/devices/${id}`).expect(200);
+    expect(changed.body.model).toBe('Fabrikam Book 16');
+    expect(JSON.stringify(changed.body.inventory)).toContain('Fabrikam Book 16');
   });
 
   it('delivers a wipe as Exec RemoteWipe/doWipe with the command id as CmdID and acknowledges it from the Status', async () => {

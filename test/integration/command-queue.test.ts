@@ -2,6 +2,8 @@
  * The shared command queue against real Postgres: ordering, NotNow, idempotent reports, cancel,
  * expiry, redelivery and idempotency keys, driven through CommandService as the front ends will.
  */
+import type { CommandOutcome } from '../../src/core/platforms';
+import type { Command } from '../../src/core/types';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 let s: TestServer;
@@ -188,20 +190,20 @@ describe('polls at the same moment (one statement for many enrollments)', () => 
 describe('reports at the same moment (one statement for many commands)', () => {
   it('applies each report as if it came alone: its own status, result, error and event', async () => {
     const fleet = await Promise.all(Array.from({ length: 6 }, () => s.device()));
-    const sent = [];
+    const sent: Command[] = [];
     for (const { device, enrollment } of fleet) {
       await enqueue(device.id, 'device_info');
       sent.push((await s.m.commands.next(enrollment.id))!);
     }
     const odd = { chain: [{ code: 12021, text: 'quote " backslash \\ brace { unicode é 日本' }] };
-    const outcomes = [
+    const outcomes: CommandOutcome[] = [
       { status: 'acknowledged', result: { serial: 'C02X', list: [1, 'two', null] } },
       { status: 'error', error: odd, result: { partial: true } },
       { status: 'not_now' },
       { status: 'acknowledged' },
       { status: 'error', error: 'plain text' },
       { status: 'acknowledged', result: 'a "string" result' },
-    ] as const;
+    ];
     const answers = await Promise.all(fleet.map(({ enrollment }, i) => s.m.commands.report(enrollment.id, sent[i]!.id, outcomes[i]!)));
     expect(answers.every((a) => a.changed)).toBe(true);
     const stored = await Promise.all(sent.map((c) => s.m.commands.get(c.id)));
