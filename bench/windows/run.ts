@@ -13,6 +13,9 @@
  *   BENCH_WINDOWS_CONCURRENCY         concurrent sessions (default 32)
  *   BENCH_WINDOWS_SECONDS             measured time of each phase (default 8)
  *   BENCH_WINDOWS_MAX_ROUNDS          upper bound on rounds per phase (default 100)
+ *   BENCH_WINDOWS_PROFILE             1: after the measured phases, profile extra rounds of enrollments and
+ *                                     of 2-round-trip sessions (V8 sampling profiler on their timed parts
+ *                                     only) and print where the main thread spends its time
  *   MOORING_DB_POOL_MAX               the runtime's pool, as in production (default 20)
  *
  * Only the requests are timed: preparing devices (keys, CSRs, messages), queueing commands and
@@ -29,6 +32,7 @@ import { loadAverage, machine, postgresInfo, shuffle } from '../lib/host';
 import { progress } from '../lib/log';
 import { ProblemLog } from '../lib/problems';
 import { playRounds, ProcessMeter, type PhaseLimits } from '../lib/rounds';
+import { MainThreadProfiler } from '../apple/profile';
 import { pct } from '../lib/section';
 import { checksLine, printSummary } from '../lib/summary';
 import { latencyMs, round } from '../lib/stats';
@@ -49,6 +53,7 @@ const WATCHDOG_MS = 15 * 60_000;
 type CommandKind = 'restart' | 'device_info';
 
 interface Settings {
+  profile: boolean;
   databaseUrl?: string;
   poolMax?: string;
   enrollments: number;
@@ -73,6 +78,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     concurrency: int('BENCH_WINDOWS_CONCURRENCY', 32),
     seconds: int('BENCH_WINDOWS_SECONDS', 8),
     maxRounds: int('BENCH_WINDOWS_MAX_ROUNDS', 100),
+    profile: process.env.BENCH_WINDOWS_PROFILE === '1',
   };
 }
 
@@ -189,6 +195,7 @@ async function runBench(rt: WindowsRuntime, floor: FloorServer, client: LoadClie
   const s2 = await phase('Mooring sessions, 2 round trips', s, sessionRound(2));
   const f1After = await phase('floor sessions, 1 round trip (after)', s, floorSessionRound(1));
   const f2After = await phase('floor sessions, 2 round trips (after)', s, floorSessionRound(2));
+  if (s.profile) await profiled('Mooring sessions, 2 round trips', sessionRound(2));
   await sessionChecks(rt, ledger);
 
   const f1 = better(f1Before, f1After);
@@ -234,6 +241,26 @@ async function runBench(rt: WindowsRuntime, floor: FloorServer, client: LoadClie
       problem_count: ledger.problems,
     },
   };
+}
+
+/** Extra rounds with V8's sampling profiler on during their timed parts; the summary is printed, not reported. */
+async function profiled(name: string, playRound: Round): Promise<void> {
+  const profiler = await MainThreadProfiler.open();
+  const stats = await phase(`profiled: ${name}`, { seconds: 3, maxRounds: 10 }, (measure) =>
+    playRound(async (part) => {
+      await profiler.begin();
+      try {
+        return await measure(part);
+      } finally {
+        await profiler.end();
+      }
+    }),
+  );
+  const p = await profiler.close(name.replace(/\W+/g, '-'), stats.ops);
+  progress(`profile (${name}): ${p.busy_ms_per_op} ms main-thread time per op; ${p.file}`);
+  for (const [title, rows] of [['groups', p.groups], ['steps', p.steps], ['areas', p.areas], ['functions', p.functions], ['statements', p.statements]] as const) {
+    progress(`  ${title}: ${rows.slice(0, 10).map((x) => `${x.key.replace(/`/g, '').slice(0, 70)} ${x.ms_per_op}`).join(' | ')}`);
+  }
 }
 
 // ---- setup ----

@@ -225,16 +225,46 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       deps.logger.info({ err }, 'unreadable SyncML');
       return void res.status(400).type(SYNCML).send('');
     }
-    const channel = await identify(deps, req, message);
-    const reply = channel ? await manage(deps, channel, message, baseUrl(req, deps.publicUrl)) : refuse(message, baseUrl(req, deps.publicUrl));
+    const reading = readMessage(message);
+    const channel = await identify(deps, req, message, reading);
+    const reply = channel ? await manage(deps, channel, message, reading, baseUrl(req, deps.publicUrl)) : refuse(message, baseUrl(req, deps.publicUrl));
     res.status(200).type(SYNCML).send(reply);
   });
 
   return router;
 }
 
-/** The device behind a management request: its certificate must be ours and bound to this DeviceID. */
-async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMessage): Promise<ManagedChannel | undefined> {
+/** What a device's message says, read before anything is looked up. */
+interface MessageReading {
+  statuses: ReplyStatus[];
+  inventory: Record<string, Json>;
+  results: Map<string, Record<string, string>>;
+  leaving: boolean;
+  channelUri?: string;
+}
+
+function readMessage(message: SyncMlMessage): MessageReading {
+  const reading: MessageReading = { statuses: [], inventory: {}, results: new Map(), leaving: false };
+  for (const cmd of message.body) {
+    const status = statusFor(cmd, '200');
+    if (status) reading.statuses.push(status);
+    if (cmd.kind === 'Alert' && isUnenrollmentAlert(cmd)) reading.leaving = true;
+    if (cmd.kind === 'Replace' || cmd.kind === 'Add') Object.assign(reading.inventory, inventoryFromItems(cmd.items));
+    if (cmd.kind === 'Results') {
+      reading.channelUri = cmd.items.find((i) => i.source?.endsWith('/Push/ChannelURI'))?.data ?? reading.channelUri;
+      const found = inventoryFromItems(cmd.items);
+      Object.assign(reading.inventory, found);
+      reading.results.set(cmd.cmdRef, found);
+    }
+  }
+  return reading;
+}
+
+/**
+ * The device behind a management request: its certificate must be ours and bound to this DeviceID.
+ * The same round trip records the message's last seen and inventory (only for the channel it names).
+ */
+async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMessage, reading: MessageReading): Promise<ManagedChannel | undefined> {
   const der = clientCertificate(req, deps.trustedProxyCertHeader);
   if (!der) return undefined;
   const verdict = verifyClientCertificate(der, deps.ca.certPem);
@@ -242,7 +272,7 @@ async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMe
     deps.logger.info({ reason: verdict.reason }, 'management request with an unusable client certificate');
     return undefined;
   }
-  const channel = await deps.windows.channelForCertificate(verdict.sha256);
+  const channel = await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory);
   if (!channel || channel.channel_key !== message.source || channel.status === 'unenrolled') {
     deps.logger.warn({ source: message.source }, 'a client certificate was presented for a device it does not belong to');
     return undefined;
@@ -251,26 +281,9 @@ async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMe
 }
 
 /** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
-async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: SyncMlMessage, base: string): Promise<string> {
+async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: SyncMlMessage, reading: MessageReading, base: string): Promise<string> {
   let channel = known;
-  const statuses: ReplyStatus[] = [];
-  const inventory: Record<string, Json> = {};
-  const results = new Map<string, Record<string, string>>();
-  let leaving = false;
-  let channelUri: string | undefined;
-  for (const cmd of message.body) {
-    const status = statusFor(cmd, '200');
-    if (status) statuses.push(status);
-    if (cmd.kind === 'Alert' && isUnenrollmentAlert(cmd)) leaving = true;
-    if (cmd.kind === 'Replace' || cmd.kind === 'Add') Object.assign(inventory, inventoryFromItems(cmd.items));
-    if (cmd.kind === 'Results') {
-      channelUri = cmd.items.find((i) => i.source?.endsWith('/Push/ChannelURI'))?.data ?? channelUri;
-      const found = inventoryFromItems(cmd.items);
-      Object.assign(inventory, found);
-      results.set(cmd.cmdRef, found);
-    }
-  }
-  await deps.windows.recordSession(channel, inventory);
+  const { statuses, results, leaving, channelUri } = reading;
   if (channelUri?.startsWith('https://') && channelUri !== channel.push_token) {
     await deps.windows.setPushToken(channel, channelUri);
     channel = { ...channel, push_token: channelUri };

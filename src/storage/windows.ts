@@ -7,7 +7,7 @@ import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
-import { SEEN_RESOLUTION_SECONDS, seenIsDue } from './devices';
+import { seenIsDue } from './devices';
 import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { eventRow } from './events';
@@ -37,8 +37,6 @@ export interface ManagedChannel {
   status: Enrollment['status'];
   /** The WNS channel URI, once the device reported one and while WNS has not called it dead. */
   push_token: string | null;
-  /** Last seen was written within its resolution (30 s): a message with nothing to record writes nothing. */
-  seen_recently?: boolean;
 }
 
 /**
@@ -71,26 +69,34 @@ const ENROLL_NEW = `
   )
   SELECT enr.device_id, enr.id AS enrollment_id FROM enr`;
 
-const CHANNEL_FOR_CERTIFICATE = `
-  SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token,
-         coalesce(last_seen_at > now() - interval '${SEEN_RESOLUTION_SECONDS} seconds', false) AS seen_recently
-    FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1`;
-
 /**
- * Writes only what is news: last seen when older than its resolution, the inventory when the device
- * reported something the row does not already hold. A session's first message repeats DevInfo every
- * time, and a statement that changes no row commits without a write.
+ * A management message in one round trip: the channel an identity certificate is bound to ($1), and,
+ * when the message comes from that very channel ($2, the SyncML Source) and it is not unenrolled, the
+ * session's bookkeeping. Only what is news is written: last seen when older than its resolution, and
+ * the inventory ($3, with the facts $4-$6 copied onto the device) when it holds something the row does
+ * not (a session's first message repeats DevInfo every time). A message that changes no row commits
+ * without a write. Runs on the hand-out pool (asynchronous commit: a lost last-seen mark is written
+ * again at the next session).
  */
-const RECORD_SESSION = `
-  WITH enr AS (UPDATE enrollments SET last_seen_at = now() WHERE id = $1 AND ${seenIsDue('last_seen_at')})
-  UPDATE devices d
-     SET last_seen_at = now(),
-         inventory = CASE WHEN $3::jsonb IS NULL THEN d.inventory ELSE d.inventory || $3::jsonb END,
-         model = coalesce($4::text, d.model),
-         manufacturer = coalesce($5::text, d.manufacturer),
-         os_version = coalesce($6::text, d.os_version)
-   WHERE d.id = $2
-     AND (${seenIsDue('d.last_seen_at')} OR ($3::jsonb IS NOT NULL AND NOT coalesce(d.inventory @> $3::jsonb, false)))`;
+const IDENTIFY_AND_RECORD = `
+  WITH ch AS (
+    SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token
+      FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1
+  ), mine AS (
+    SELECT * FROM ch WHERE channel_key = $2 AND status <> 'unenrolled'
+  ), enr AS (
+    UPDATE enrollments SET last_seen_at = now() WHERE id = (SELECT enrollment_id FROM mine) AND ${seenIsDue('last_seen_at')}
+  ), dev AS (
+    UPDATE devices d
+       SET last_seen_at = now(),
+           inventory = CASE WHEN $3::jsonb IS NULL THEN d.inventory ELSE d.inventory || $3::jsonb END,
+           model = coalesce($4::text, d.model),
+           manufacturer = coalesce($5::text, d.manufacturer),
+           os_version = coalesce($6::text, d.os_version)
+     WHERE d.id = (SELECT device_id FROM mine)
+       AND (${seenIsDue('d.last_seen_at')} OR ($3::jsonb IS NOT NULL AND NOT coalesce(d.inventory @> $3::jsonb, false)))
+  )
+  SELECT * FROM ch`;
 
 export class PgWindowsStore {
   constructor(
@@ -193,32 +199,22 @@ export class PgWindowsStore {
     });
   }
 
-  /** The channel an identity certificate is bound to (and only that one). */
-  async channelForCertificate(sha256: string): Promise<ManagedChannel | undefined> {
-    // Every OMA-DM request asks this: a prepared statement on the hand-out pool (a read).
-    const { rows } = await this.handout.query<ManagedChannel>({ name: 'mooring_windows_channel', text: CHANNEL_FOR_CERTIFICATE, values: [sha256] });
+  /**
+   * The channel an identity certificate is bound to (and only that one), with the message's
+   * bookkeeping written when the message comes from that channel (see IDENTIFY_AND_RECORD). The caller
+   * still compares the channel with the message's Source and status: a mismatch wrote nothing.
+   */
+  async identifyAndRecord(sha256: string, source: string, inventory: Record<string, Json> | undefined): Promise<ManagedChannel | undefined> {
+    const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
+    const facts = reported ? pickFacts(reported) : {};
+    const values = [sha256, source, reported ? JSON.stringify(reported) : null, facts.model ?? null, facts.manufacturer ?? null, facts.os_version ?? null];
+    const { rows } = await this.handout.query<ManagedChannel>({ name: 'mooring_windows_message', text: IDENTIFY_AND_RECORD, values });
     return rows[0];
   }
 
   /** The WNS channel URI the device reported (it changes; the newest wins and revives a dead mark). */
   async setPushToken(channel: ManagedChannel, channelUri: string): Promise<void> {
     await this.db('enrollments').where({ id: channel.enrollment_id }).update({ push_token: channelUri, push_token_dead_at: null, updated_at: this.db.fn.now() });
-  }
-
-  /**
-   * A session's bookkeeping in one statement on the hand-out pool (asynchronous commit: a lost
-   * last-seen mark is written again at the next session): last seen, and what DevInfo/DevDetail said.
-   */
-  async recordSession(channel: ManagedChannel, inventory: Record<string, Json> | undefined): Promise<void> {
-    const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
-    // "Last seen" is kept to SEEN_RESOLUTION_SECONDS, as for Apple: a session's further messages write nothing.
-    if (!reported && channel.seen_recently) return;
-    const facts = reported ? pickFacts(reported) : {};
-    await this.handout.query({
-      name: 'mooring_windows_session',
-      text: RECORD_SESSION,
-      values: [channel.enrollment_id, channel.device_id, reported ? JSON.stringify(reported) : null, facts.model ?? null, facts.manufacturer ?? null, facts.os_version ?? null],
-    });
   }
 
   /** The device asked to leave management (generic alert 1226): it is unenrolled, its queue dropped. */
