@@ -154,6 +154,7 @@ async function runBench(rt: WindowsRuntime, floor: FloorServer, client: LoadClie
   const enrollMooring = await phase('Mooring enrollments', s, enrollRound(s.enrollRound));
   const enrollFloorAfter = await phase('floor enrollments (after)', s, floorEnrollRound);
   const enrollFloor = better(enrollFloorBefore, enrollFloorAfter);
+  if (s.profile) await profiled('Mooring enrollments', enrollRound(s.enrollRound));
   await enrollmentChecks(rt, enrolled.length, ledger);
 
   // ---- OMA-DM sessions ----

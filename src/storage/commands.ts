@@ -12,6 +12,7 @@ import { eventRow } from './events';
 import { byNumberDesc } from './paging';
 import { UUID } from '../core/ids';
 import { Coalescer } from './coalescer';
+import { namedStatement, runNamed } from './prepared';
 
 /** Rows per INSERT ... SELECT FROM json_to_recordset(...) statement: 100,000 commands are five statements. */
 
@@ -55,15 +56,15 @@ const TAKE_NEXT_EACH = markSentSql(`
    CROSS JOIN LATERAL (${pickSql('want.enrollment_id', 'want.skip_not_now', 'want.take')}) taken`);
 
 /**
- * Reports of many commands in one statement, each with its event ($1 command ids, $2 the reporting
- * enrollments, $3 statuses, $4 results, $5 errors). Only a command that is sent (or not_now, for a
+ * Reports of many commands in one statement, each with its event (command ids, the reporting
+ * enrollments, statuses, results and errors, one array each). Only a command that is sent (or not_now, for a
  * late final answer) on the reporting enrollment changes; anything else, a repeat included, is a no-op.
  * A NotNow is news only for a command the device was just handed. A final answer also closes a
  * not_now one, and one put back in the queue for redelivery that the device did run after all.
  */
-const APPLY_REPORTS = `
+const APPLY_REPORTS = namedStatement('mooring_apply_reports', `
   WITH report AS (
-    SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::jsonb[], ?::jsonb[]) AS r(id, enrollment_id, status, result, error)
+    SELECT * FROM unnest(:ids::uuid[], :enrollments::uuid[], :statuses::text[], :results::jsonb[], :errors::jsonb[]) AS r(id, enrollment_id, status, result, error)
   ), changed AS (
     UPDATE commands c
        SET status = r.status,
@@ -81,7 +82,7 @@ const APPLY_REPORTS = `
     INSERT INTO events (type, device_id, command_id, data)
     SELECT 'command.' || status, device_id, id, jsonb_build_object('type', type) FROM changed
   )
-  SELECT * FROM changed`;
+  SELECT * FROM changed`);
 
 /**
  * Reports in flight at once; more wait and leave as one statement. Reports are durable (their commit
@@ -250,14 +251,13 @@ export class PgCommandStore implements CommandStore {
   /** Applies the reports of a batch (a batch names a command once) in one statement with their events. */
   private async applyEach(batch: ReadonlyArray<{ key: string; input: ReportAsk }>): Promise<Map<string, Command>> {
     const outcomes = batch.map((b) => b.input.outcome);
-    const values = [
-      batch.map((b) => b.key),
-      batch.map((b) => b.input.enrollmentId),
-      outcomes.map((o) => o.status),
-      outcomes.map((o) => (o.status === 'not_now' ? null : json(o.result))),
-      outcomes.map((o) => (o.status === 'error' ? json(o.error) : null)),
-    ];
-    const { rows } = await this.db.raw<{ rows: Command[] }>(APPLY_REPORTS, values as never);
+    const rows = await runNamed<Command>(this.db, APPLY_REPORTS, {
+      ids: batch.map((b) => b.key),
+      enrollments: batch.map((b) => b.input.enrollmentId),
+      statuses: outcomes.map((o) => o.status),
+      results: outcomes.map((o) => (o.status === 'not_now' ? null : json(o.result))),
+      errors: outcomes.map((o) => (o.status === 'error' ? json(o.error) : null)),
+    });
     return new Map(rows.map((c) => [c.id, c]));
   }
 

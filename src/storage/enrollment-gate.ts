@@ -18,6 +18,7 @@ import type pg from 'pg';
 import { isMooringError } from '../core/errors';
 import type { Db } from './db';
 import { eventRow } from './events';
+import { namedStatement, runNamed } from './prepared';
 
 /** What identifies the enrolling hardware, so a re-enrollment is not counted as another device. */
 export interface DeviceKeys {
@@ -91,7 +92,7 @@ const CONTEXT = `
  * and pre-approval marked enrolled, and the pre-approval's placeholder removed from the device list
  * (the real device takes its place).
  */
-const APPLY = `
+const APPLY = namedStatement('mooring_enrollment_apply', `
   WITH ${findOrMakeUser(':ref::text', ':need::boolean')}, who AS (
     SELECT coalesce(:user_id::uuid, (SELECT id FROM found), (SELECT id FROM made)) AS id
   ), dev AS (
@@ -106,7 +107,7 @@ const APPLY = `
   ), pre AS (
     UPDATE preapproved_devices SET device_id = :id::uuid, enrolled_at = now() WHERE id = :pre::uuid RETURNING placeholder_device_id
   )
-  DELETE FROM devices d USING pre WHERE d.id = pre.placeholder_device_id AND d.id <> :id::uuid AND d.status = 'pre_approved'`;
+  DELETE FROM devices d USING pre WHERE d.id = pre.placeholder_device_id AND d.id <> :id::uuid AND d.status = 'pre_approved'`);
 
 interface ContextRow {
   user: EnrollmentContext['user'] | null;
@@ -217,7 +218,7 @@ export class PgEnrollmentGate {
     // A user named for the first time (an enrollment that counts against a user's devices) gets a
     // directory entry, found or made in the same statement.
     const needUser = !d.userId && Boolean(d.userRef) && d.countsForCap;
-    await conn.raw(APPLY, {
+    await runNamed(conn, APPLY, {
       need: needUser,
       ref: d.userRef,
       user_id: d.userId,

@@ -8,6 +8,7 @@ import type { IssuedCertificate } from '../pki/issue';
 import { cancelOpenCommands } from './commands';
 import type pg from 'pg';
 import { seenIsDue } from './devices';
+import { namedStatement, runNamed } from './prepared';
 import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { eventRow } from './events';
@@ -44,7 +45,7 @@ export interface ManagedChannel {
  * the device, its channel bound to the certificate, the certificate record and the event. No row when
  * the token can no longer enroll or the DeviceID already has a channel (a re-enrollment).
  */
-const ENROLL_NEW = `
+const ENROLL_NEW = namedStatement('mooring_windows_enroll', `
   WITH tok AS (
     UPDATE enrollment_tokens t SET uses = t.uses + 1
      WHERE t.token_hash = :hash AND t.platform = 'windows' AND ${usableTokenSql('t')}
@@ -67,7 +68,7 @@ const ENROLL_NEW = `
            jsonb_build_object('platform', 'windows', 'mode', :mode::text, 'enrollment_token_id', tok.id)
       FROM enr, tok
   )
-  SELECT enr.device_id, enr.id AS enrollment_id FROM enr`;
+  SELECT enr.device_id, enr.id AS enrollment_id FROM enr`);
 
 /**
  * A management message in one round trip: the channel an identity certificate is bound to ($1), and,
@@ -134,7 +135,7 @@ export class PgWindowsStore {
 
   async #enrollNew(input: WindowsEnrollInput, c: IssuedCertificate): Promise<{ deviceId: string; enrollmentId: string } | undefined> {
     try {
-      const { rows } = await this.db.raw<{ rows: Array<{ device_id: string; enrollment_id: string }> }>(ENROLL_NEW, {
+      const rows = await runNamed<{ device_id: string; enrollment_id: string }>(this.db, ENROLL_NEW, {
         hash: hashSecret(normalizeEnrollmentToken(input.token)),
         channel: input.deviceId,
         mode: input.mode,
