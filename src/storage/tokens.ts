@@ -7,6 +7,7 @@ import type { Db } from './db';
 import { eventRow } from './events';
 import { newestFirst } from './paging';
 import { UUID } from '../core/ids';
+import { namedStatement, runNamed } from './prepared';
 
 export interface ApiToken {
   id: string;
@@ -171,7 +172,8 @@ export class PgTokenStore {
    */
   async checkEnrollmentToken(secret: string, platform: Platform): Promise<EnrollmentToken> {
     const hash = hashSecret(normalizeEnrollmentToken(secret));
-    const row = (await usable(this.db, { token_hash: hash }, platform).first(ENROLLMENT_TOKEN_COLUMNS)) as EnrollmentToken | undefined;
+    // Every enrollment step asks this (Windows twice per device): a prepared statement.
+    const [row] = await runNamed<EnrollmentToken>(this.db, USABLE_BY_HASH, { hash, platform });
     return row ?? refusal(this.db, { token_hash: hash }, platform);
   }
 }
@@ -191,6 +193,12 @@ export function usableTokenSql(t: string): string {
 function usable(conn: Db, key: TokenKey, platform: Platform) {
   return conn('enrollment_tokens').where({ ...key, platform }).whereRaw(usableTokenSql('enrollment_tokens'));
 }
+
+const USABLE_BY_HASH = namedStatement(
+  'mooring_usable_token',
+  `SELECT ${ENROLLMENT_TOKEN_COLUMNS.join(', ')} FROM enrollment_tokens t
+    WHERE t.token_hash = :hash AND t.platform = :platform AND ${usableTokenSql('t')}`,
+);
 
 /** Why a token cannot be used, as a stable code. */
 async function refusal(conn: Db, key: TokenKey, platform: Platform): Promise<never> {
