@@ -18,6 +18,7 @@ import { cancelOpenCommands, takeNextSql } from './commands';
 import { identityCertificateRow } from './certificates';
 import type { Db } from './db';
 import { seenIsDue } from './devices';
+import { namedStatement, runNamed } from './prepared';
 import { eventRow } from './events';
 import { ENROLLMENT_TOKEN_COLUMNS as TOKEN_COLUMNS, usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
 
@@ -95,7 +96,7 @@ const LIVE_CHALLENGE = `SELECT enrollment_token_id FROM scep_challenges WHERE ch
  * first, so of two requests racing with one challenge only one gets past it; a token used up by a
  * racing enrollment (seen once its row lock is released) leaves this challenge spent and no certificate.
  */
-const SPEND_CHALLENGE = `
+const SPEND_CHALLENGE = namedStatement('mooring_scep_spend', `
   WITH spent AS (
     UPDATE scep_challenges c SET used_at = now()
      WHERE c.challenge_hash = :hash AND c.used_at IS NULL AND c.expires_at > now()
@@ -112,7 +113,7 @@ const SPEND_CHALLENGE = `
     INSERT INTO events (type, actor, data)
     SELECT 'apple.identity_issued', 'enrollment_token:' || tok.id, :event::jsonb FROM tok
   )
-  SELECT ${TOKEN_COLUMNS.map((c) => `tok.${c}`).join(', ')} FROM tok`;
+  SELECT ${TOKEN_COLUMNS.map((c) => `tok.${c}`).join(', ')} FROM tok`);
 
 const hashChallenge = (challenge: string) => crypto.createHash('sha256').update(challenge, 'utf8').digest('hex');
 
@@ -148,7 +149,7 @@ export class PgAppleStore {
     const { rows: live } = await this.handout.query<{ enrollment_token_id: string }>({ name: 'mooring_scep_challenge', text: LIVE_CHALLENGE, values: [hash] });
     if (!live[0]) return { ok: false, reason: 'unknown, used or expired challenge' };
     const c = await issue();
-    const { rows } = await this.db.raw<{ rows: EnrollmentToken[] }>(SPEND_CHALLENGE, {
+    const rows = await runNamed<EnrollmentToken>(this.db, SPEND_CHALLENGE, {
       ...identityCertificateRow(c),
       hash,
       event: JSON.stringify({ serial: c.serial }),
