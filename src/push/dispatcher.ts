@@ -33,7 +33,7 @@ const PUSH_JOB_OPTIONS = {
 };
 
 const FANOUT_PAGE = 1000;
-/** Sends in flight at once while a fan-out works through a page. */
+/** Sends in flight at once while a fan-out works through its batch. */
 const FANOUT_CONCURRENCY = 256;
 
 export class PushDispatcher implements PushScheduler {
@@ -110,8 +110,35 @@ export function pushProcessor(deps: PushWorkerDeps) {
   };
 }
 
+/**
+ * Wakes every channel of a batch. Pages of enrollments are read ahead while sends run, and the sends
+ * form one continuous stream (FANOUT_CONCURRENCY lanes over all pages): a lane that finishes takes
+ * the next channel whatever page it is on, so the stream never drains at a page boundary.
+ */
 async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
   const counts: Record<string, number> = {};
+  const retry: string[] = [];
+  let retryAfterMs = 0;
+  await forEachLimited(pagesOfBatch(deps, batchId), FANOUT_CONCURRENCY, async (e) => {
+    try {
+      const outcome = await deliver(deps, e);
+      counts[outcome] = (counts[outcome] ?? 0) + 1;
+    } catch (err) {
+      if (!(err instanceof PushRetryError)) throw err;
+      retry.push(e.id);
+      retryAfterMs = Math.max(retryAfterMs, err.retryAfterMs ?? 0);
+    }
+  });
+  // Transient failures carry on as jobs of their own, with the usual backoff from there.
+  if (retry.length) {
+    counts.retry = retry.length;
+    await deps.dispatcher.push(retry, { delayMs: Math.max(retryAfterMs, deps.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) });
+  }
+  return `fanned out ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing'}`;
+}
+
+/** The batch's channels a page at a time, the next page read while this one is used. */
+async function* pagesOfBatch(deps: PushWorkerDeps, batchId: string): AsyncGenerator<Enrollment[]> {
   const loadPage = async (after: string | null) => {
     const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE);
     return { ids, targets: ids.length ? await deps.enrollments.getEnrollments(ids) : [] };
@@ -119,36 +146,37 @@ async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
   let page = loadPage(null);
   for (;;) {
     const { ids, targets } = await page;
-    if (ids.length === 0) return `fanned out ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing'}`;
-    // The next page is read while this one is sent (its failure surfaces at the next turn).
+    if (ids.length === 0) return;
     page = loadPage(ids[ids.length - 1]!);
-    page.catch(() => undefined);
-    const retry: string[] = [];
-    let retryAfterMs = 0;
-    await forEachLimited(targets, FANOUT_CONCURRENCY, async (e) => {
-      try {
-        const outcome = await deliver(deps, e);
-        counts[outcome] = (counts[outcome] ?? 0) + 1;
-      } catch (err) {
-        if (!(err instanceof PushRetryError)) throw err;
-        retry.push(e.id);
-        retryAfterMs = Math.max(retryAfterMs, err.retryAfterMs ?? 0);
-      }
-    });
-    // Transient failures carry on as jobs of their own, with the usual backoff from there.
-    if (retry.length) {
-      counts.retry = (counts.retry ?? 0) + retry.length;
-      await deps.dispatcher.push(retry, { delayMs: Math.max(retryAfterMs, deps.retryDelayMs ?? DEFAULT_PUSH_RETRY_DELAY_MS) });
-    }
+    page.catch(() => undefined); // awaited at the next turn; never an unhandled rejection meanwhile
+    yield targets;
   }
 }
 
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/** Runs `fn` over every item of the pages, at most `limit` at once, in one stream. */
+async function forEachLimited<T>(pages: AsyncIterator<T[]>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const items: T[] = [];
   let next = 0;
+  let exhausted = false;
+  let refill: Promise<void> | undefined;
+  // One reader at a time: lanes that run dry wait for the same page.
+  const more = () =>
+    (refill ??= pages.next().then((r) => {
+      // Every item so far is taken (lanes hold their own): start the list afresh, so memory stays a page.
+      items.length = 0;
+      next = 0;
+      if (r.done) exhausted = true;
+      else items.push(...r.value);
+      refill = undefined;
+    }));
   const lane = async () => {
-    while (next < items.length) await fn(items[next++]!);
+    for (;;) {
+      if (next < items.length) await fn(items[next++]!);
+      else if (exhausted) return;
+      else await more();
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  await Promise.all(Array.from({ length: limit }, lane));
 }
 
 async function sendOne(deps: PushWorkerDeps, enrollmentId: string): Promise<string> {

@@ -1,0 +1,77 @@
+/**
+ * A bulk batch's fan-out, driven through the worker's job processor with in-memory stand-ins for the
+ * enrollment store and a provider: across several pages every channel is sent to exactly once, the
+ * stream never has more than its bound in flight, and transient failures become one retried push.
+ */
+import { PushProviderRegistry, type PushResult, type PushTarget } from '../../src/push/provider';
+import { pushProcessor, type PushDispatcher } from '../../src/push/dispatcher';
+import type { Enrollment } from '../../src/core/types';
+
+function fakeEnrollment(i: number): Enrollment {
+  const id = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  return { id, device_id: id, platform: 'apple', status: 'enrolled', push_token: `token-${i}`, push_topic: 'com.apple.mgmt.test', push_magic: `magic-${i}`, push_token_dead_at: null } as unknown as Enrollment;
+}
+
+function setup(channels: number, answer: (t: PushTarget) => PushResult = () => ({ outcome: 'sent' })) {
+  const all = Array.from({ length: channels }, (_, i) => fakeEnrollment(i));
+  const sent: string[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const pagesRead: number[] = [];
+  const provider = {
+    platform: 'apple' as const,
+    async send(t: PushTarget): Promise<PushResult> {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((r) => setTimeout(r, Math.random() * 3));
+      inFlight--;
+      sent.push(t.enrollmentId);
+      return answer(t);
+    },
+  };
+  const retried: string[][] = [];
+  const process = pushProcessor({
+    providers: new PushProviderRegistry().register(provider),
+    enrollments: {
+      getEnrollment: async (id) => all.find((e) => e.id === id),
+      getEnrollments: async (ids) => all.filter((e) => ids.includes(e.id)),
+      markPushTokenDead: async () => true,
+      enrollmentsOfBatch: async (_batch, after, limit) => {
+        const from = after === null ? 0 : all.findIndex((e) => e.id === after) + 1;
+        pagesRead.push(from);
+        return all.slice(from, from + limit).map((e) => e.id);
+      },
+    },
+    dispatcher: { push: async (ids: string[]) => void retried.push(ids) } as unknown as PushDispatcher,
+    log: { warn: () => undefined },
+  });
+  return { all, sent, retried, pagesRead, maxInFlight: () => maxInFlight, run: () => process({ name: 'fanout', data: { batch_id: 'b' } }) };
+}
+
+describe('bulk fan-out', () => {
+  it('sends to every channel of a multi-page batch exactly once, with a bounded number in flight', async () => {
+    const f = setup(2_500);
+    const summary = await f.run();
+    expect(summary).toBe('fanned out sent 2500');
+    expect(f.sent).toHaveLength(2_500);
+    expect(new Set(f.sent).size).toBe(2_500);
+    expect(f.pagesRead).toEqual([0, 1000, 2000, 2500]); // three pages, then the empty one that ends it
+    expect(f.maxInFlight()).toBeLessThanOrEqual(256);
+    expect(f.maxInFlight()).toBeGreaterThan(200); // a continuous stream, not one send at a time
+  });
+
+  it('collects transient failures from every page into one retried push', async () => {
+    const f = setup(1_500, (t) => (t.enrollmentId.endsWith('7') ? { outcome: 'retry', reason: '503' } : { outcome: 'sent' }));
+    const summary = await f.run();
+    const failing = f.all.filter((e) => e.id.endsWith('7')).map((e) => e.id);
+    expect(summary).toBe(`fanned out sent ${1_500 - failing.length}, retry ${failing.length}`);
+    expect(f.retried).toHaveLength(1);
+    expect(new Set(f.retried[0])).toEqual(new Set(failing));
+  });
+
+  it('ends at once for an empty batch', async () => {
+    const f = setup(0);
+    await expect(f.run()).resolves.toBe('fanned out nothing');
+    expect(f.sent).toHaveLength(0);
+  });
+});
