@@ -14,12 +14,8 @@ import { UUID } from '../core/ids';
 import { Coalescer } from './coalescer';
 import { namedStatement, runNamed } from './prepared';
 
-/** Rows per INSERT ... SELECT FROM json_to_recordset(...) statement: 100,000 commands are five statements. */
-
 const TARGET_COLUMNS = DEVICE_FACTS.map((c) => `d.${c}`).join(', ');
 
-// $3 is how many to take: 1 for a poll that handles one command at a time (Apple), more for a
-// check-in that answers with a list (Android).
 /**
  * The hand-out rule, as SQL: the enrollment's next commands by priority then arrival, queued ones and
  * (unless skipped) NotNow'd ones, not expired, locked with SKIP LOCKED so concurrent polls never get
@@ -57,8 +53,9 @@ const TAKE_NEXT_EACH = markSentSql(`
 
 /**
  * Reports of many commands in one statement, each with its event (command ids, the reporting
- * enrollments, statuses, results and errors, one array each). Only a command that is sent (or not_now, for a
- * late final answer) on the reporting enrollment changes; anything else, a repeat included, is a no-op.
+ * enrollments, statuses, results and errors, one array each). Only a command that is sent (or
+ * not_now, for a late final answer) on the reporting enrollment changes; anything else, a repeat
+ * included, is a no-op.
  * A NotNow is news only for a command the device was just handed. A final answer also closes a
  * not_now one, and one put back in the queue for redelivery that the device did run after all.
  */
@@ -92,9 +89,9 @@ const REPORT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
 
 /**
  * Hand-out statements in flight on the hand-out pool at once; more wait and leave as one statement.
- * Two measured best on the 2-core bench host (74% of SELECT 1, against 65% with four or eight): fewer,
- * larger statements spend less on commits and round trips, and a batch of 250 is still one index
- * probe and one row update per enrollment.
+ * Two measured best on the 2-core bench host (69-75% of SELECT 1 in quick runs, against 65% with
+ * four or eight): fewer, larger statements spend less on commits and round trips, and each enrollment
+ * in a batch is still one index probe and one row update.
  */
 const HANDOUT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
 
