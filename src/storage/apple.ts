@@ -61,7 +61,6 @@ export interface TokenUpdateInput {
 
 export type ScepIssueResult = { ok: true; token: EnrollmentToken; certificate: IssuedCertificate } | { ok: false; reason: string };
 
-
 /** The channel behind a request ($1 channel key, $2 its device channel's key, $3 the certificate), marked seen. */
 const CHANNEL = `
   ch AS (

@@ -95,7 +95,6 @@ const REPORT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
  */
 const HANDOUT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
 
-
 interface ReportAsk {
   enrollmentId: string;
   outcome: CommandOutcome;
@@ -208,14 +207,17 @@ export class PgCommandStore implements CommandStore {
   }
 
   /**
-   * Picks the first deliverable command of the enrollment, by priority then arrival, and marks it sent
-   * in the same statement. SKIP LOCKED lets concurrent polls (other nodes, a retrying device) each take
-   * a different command instead of waiting, so no command is handed out twice.
+   * Takes the enrollment's next `limit` deliverable commands, by priority then arrival, and marks them
+   * sent, in a statement shared with concurrent polls of other enrollments (TAKE_NEXT_EACH). SKIP LOCKED
+   * lets concurrent polls (other nodes, a retrying device) each take a different command instead of
+   * waiting, so no command is handed out twice.
    * Deliverable: queued, or not_now unless the device just said NotNow; never past `expires_at`.
    */
   async takeNext(enrollmentId: string, opts: { skipNotNow: boolean; limit?: number }): Promise<Command[]> {
     if (!UUID.test(enrollmentId)) return []; // no such enrollment, and it must not fail the statement it would share
-    return (await this.handouts.request(enrollmentId, { skipNotNow: opts.skipNotNow, limit: opts.limit ?? 1 })) ?? [];
+    // Keyed as Postgres writes a uuid (lowercase), so the rows the statement returns find their caller.
+    const key = enrollmentId.toLowerCase();
+    return (await this.handouts.request(key, { skipNotNow: opts.skipNotNow, limit: opts.limit ?? 1 })) ?? [];
   }
 
   /** The next commands of each enrollment of the batch (a batch names an enrollment once), by priority then arrival. */
@@ -232,14 +234,14 @@ export class PgCommandStore implements CommandStore {
     return out;
   }
 
-
   /**
-   * Applies a report in one statement with its event. Only a command that is sent (or not_now, for a
-   * late final answer) on this very enrollment changes; anything else, a repeat included, is a no-op.
+   * Applies a report with its event, in a statement shared with concurrent reports (APPLY_REPORTS
+   * says which reports change a command). A report that changed nothing answers with the command as it is.
    */
   async applyOutcome(enrollmentId: string, commandId: string, outcome: CommandOutcome): Promise<ReportResult> {
     if (!UUID.test(commandId) || !UUID.test(enrollmentId)) return { changed: false, command: undefined };
-    const changed = await this.reports.request(commandId, { enrollmentId, outcome });
+    // A device may echo the id in another case; the statement returns it lowercase, and answers by it.
+    const changed = await this.reports.request(commandId.toLowerCase(), { enrollmentId, outcome });
     if (changed) return { changed: true, command: changed };
     const current = await this.db<Command>('commands').where({ id: commandId, enrollment_id: enrollmentId }).first();
     return { changed: false, command: current };
@@ -257,7 +259,6 @@ export class PgCommandStore implements CommandStore {
     });
     return new Map(rows.map((c) => [c.id, c]));
   }
-
 
   async cancel(id: string, actor: string | null): Promise<{ command: Command | undefined; canceled: boolean }> {
     if (!UUID.test(id)) return { command: undefined, canceled: false };

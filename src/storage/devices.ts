@@ -23,7 +23,6 @@ export interface DeviceFilter {
   q?: string;
 }
 
-
 export class PgDeviceStore {
   constructor(private readonly db: Db) {}
 

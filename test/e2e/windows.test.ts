@@ -375,8 +375,10 @@ describe('management identity', () => {
     const a = await enrolledPc();
     const b = await enrolledPc();
     const wipe = await sendCommand(a.id, { type: 'wipe' }).expect(202);
-    const forged = await b.device.session({ source: a.device.deviceId });
+    const forged = await b.device.session({ source: a.device.deviceId, devInfo: { Mod: 'Forged Model' } });
     expect(forged.commands).toEqual([]);
+    // Nothing the forged message said was recorded, on either device.
+    for (const { id } of [a, b]) expect((await s.api.get(`/api/v1/devices/${id}`).expect(200)).body.model).not.toBe('Forged Model');
     expect(forged.exchanges.map((e) => e.body).join('')).not.toContain(wipe.body.id);
     if (forged.exchanges[0]!.status === 200) expect(forged.headerStatuses[0]).toMatch(/^40[137]$/);
     expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('queued');

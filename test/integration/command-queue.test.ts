@@ -222,6 +222,16 @@ describe('reports at the same moment (one statement for many commands)', () => {
     }
   });
 
+  it('takes a report whose command id the device echoed in upper case, and an enrollment id given so', async () => {
+    const { device, enrollment } = await s.device();
+    await enqueue(device.id, 'restart');
+    const c = (await s.m.commands.next(enrollment.id.toUpperCase()))!;
+    expect(c.device_id).toBe(device.id);
+    const r = await s.m.commands.report(enrollment.id, c.id.toUpperCase(), { status: 'not_now' });
+    expect(r.changed).toBe(true);
+    expect(r.command?.status).toBe('not_now');
+  });
+
   it('changes a command once when it is reported twice at once, and never for another enrollment', async () => {
     const mine = await s.device();
     const other = await s.device();
