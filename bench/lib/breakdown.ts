@@ -41,10 +41,10 @@ export function recordSteps(db: Db, pusher: PushScheduler): { stop(): StepTime[]
   db.on('query', onQuery).on('query-response', onDone).on('query-error', onError);
 
   const original = pusher.pushBatch;
-  pusher.pushBatch = async (batchId: string) => {
+  pusher.pushBatch = async (...args: Parameters<PushScheduler['pushBatch']>) => {
     const t0 = performance.now();
     try {
-      await original.call(pusher, batchId);
+      await original.apply(pusher, args);
     } finally {
       add('push fan-out scheduling (queue add)', performance.now() - t0);
     }

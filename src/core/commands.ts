@@ -59,6 +59,19 @@ export interface Refusal {
   reason?: RefusalReason;
 }
 
+/** The `seq` values (as text: bigint) of the first and last command a bulk chunk wrote. */
+export interface SeqRange {
+  first: string;
+  last: string;
+}
+
+/** A bulk batch as its idempotency key finds it: `response` is null while it is still being written. */
+export interface BatchRecord {
+  id: string;
+  response: BulkResult | null;
+  created_at: Date;
+}
+
 export interface BulkResult {
   batch_id: string;
   accepted: string[];
@@ -71,13 +84,19 @@ export interface CommandStore {
   loadTargets(deviceIds: string[]): Promise<Map<string, CommandTarget>>;
   insertOne(command: NewCommand, event: EventInput): Promise<Command>;
   /**
-   * Inserts the batch, all its commands and one event atomically; replays `batch.response` later.
-   * Commands arrive in chunks, and the next chunk is prepared while one is written; `finish` gives
-   * the answer and the event once every chunk is in.
+   * Commits one chunk of a bulk batch (with the batch row, claiming its idempotency key, when it is
+   * the first); returns the `seq` range its commands got.
    */
-  insertBatch(batch: NewBatch, commands: AsyncIterable<NewCommand[]>, finish: () => { response: BulkResult; event: EventInput }): Promise<void>;
+  writeBatchChunk(batch: NewBatch, commands: NewCommand[], opts: { first: boolean }): Promise<SeqRange | null>;
+  /** Stores the batch's answer (replayed for its idempotency key) with its event. */
+  finishBatch(batchId: string, response: BulkResult, event: EventInput): Promise<void>;
+  /**
+   * After a bulk request failed part way: cancels its commands no device has taken, frees its
+   * idempotency key and records an event (with the counts added to `event.data`).
+   */
+  abandonBatch(batchId: string, event: EventInput): Promise<{ canceled: number; handedOut: number }>;
   findByIdempotencyKey(deviceId: string, key: string): Promise<Command | undefined>;
-  findBatchResponse(idempotencyKey: string): Promise<BulkResult | undefined>;
+  findBatch(idempotencyKey: string): Promise<BatchRecord | undefined>;
   get(id: string): Promise<Command | undefined>;
   listForDevice(deviceId: string, page: PageRequest): Promise<Page<Command>>;
   /** Marks and returns the next deliverable command of an enrollment (FOR UPDATE SKIP LOCKED). */
@@ -94,8 +113,8 @@ export interface CommandStore {
 export interface PushScheduler {
   /** Wakes these enrollments; repeated requests for one enrollment coalesce while pending. */
   push(enrollmentIds: string[], opts?: { delayMs?: number }): Promise<void>;
-  /** Wakes every enrollment of a bulk batch, fanned out in the background. */
-  pushBatch(batchId: string): Promise<void>;
+  /** Wakes every enrollment of a bulk batch (or of the commands in `range`), fanned out in the background. */
+  pushBatch(batchId: string, range?: SeqRange): Promise<void>;
 }
 
 export interface CommandServiceOptions {
@@ -106,12 +125,28 @@ export interface CommandServiceOptions {
   now?: () => Date;
   /** Moved whenever a queue gains work, before devices are woken (idle polls answered from memory check it). */
   generation?: QueueGeneration;
+  /** Bulk chunk sizes (first, largest); tests shrink them. Default FIRST_BULK_CHUNK, BULK_CHUNK. */
+  bulkChunks?: { first: number; max: number };
 }
 
-/** A bulk request up to this size wakes devices directly; larger ones fan out in the worker. */
-const DIRECT_PUSH_LIMIT = 500;
-/** Devices looked up and commands built per step of a bulk request (one insert statement each). */
+/**
+ * Bulk requests are written a chunk at a time, one transaction each, and every chunk's devices are
+ * woken as soon as it commits: a lock to 10,000 devices starts pushing after the first chunk instead
+ * of after the last. Chunks grow from FIRST_BULK_CHUNK (the first push comes early) to BULK_CHUNK (one
+ * insert statement each). A request no larger than the first chunk is one transaction, and wakes its
+ * devices directly instead of through a fan-out job.
+ */
+const FIRST_BULK_CHUNK = 500;
 const BULK_CHUNK = 2_000;
+/** How long a batch may stay unfinished before a request with its idempotency key takes it for dead. */
+const BATCH_ABANDONED_AFTER_MS = 10 * 60_000;
+
+/** Chunk boundaries for `n` devices: FIRST_BULK_CHUNK, doubling up to BULK_CHUNK. */
+export function bulkChunks(n: number, first = FIRST_BULK_CHUNK, max = BULK_CHUNK): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let start = 0, size = first; start < n; start += size, size = Math.min(size * 2, max)) out.push([start, Math.min(start + size, n)]);
+  return out;
+}
 
 export class CommandService {
   readonly #now: () => Date;
@@ -157,58 +192,112 @@ export class CommandService {
   }
 
   /**
-   * Queues one command for many devices in a single transaction. Devices that are unknown, not
-   * enrolled or not permitted are returned in `rejected`; the rest are queued.
+   * Queues one command for many devices. Devices that are unknown, not enrolled or not permitted are
+   * returned in `rejected`; the rest are queued, a chunk at a time (see FIRST_BULK_CHUNK), and woken as
+   * each chunk commits. If a chunk fails, the commands already queued that no device has taken are
+   * canceled, the idempotency key is freed and the error is thrown: the request can simply be repeated.
    */
   async enqueueBulk(deviceIds: string[], req: CommandRequest, actor: string | null): Promise<BulkResult> {
-    if (req.idempotency_key) {
-      const replay = await this.store.findBatchResponse(req.idempotency_key);
-      if (replay) return replay;
-    }
+    const replay = req.idempotency_key ? await this.#earlierBatch(req.idempotency_key) : undefined;
+    if (replay) return replay;
     const params = req.params ?? {};
-    const batchId = uuidv7();
+    const batch: NewBatch = { id: uuidv7(), type: req.type, params, idempotency_key: req.idempotency_key ?? null, requested_by: actor };
     const unique = [...new Set(deviceIds)];
-    const result: BulkResult = { batch_id: batchId, accepted: [], rejected: [] };
+    const result: BulkResult = { batch_id: batch.id, accepted: [], rejected: [] };
+    const chunks = bulkChunks(unique.length, this.opts.bulkChunks?.first, this.opts.bulkChunks?.max);
+    const direct = chunks.length <= 1;
     const enrollments: string[] = [];
-    // Devices are looked up and their commands built a chunk at a time, so the database writes one
-    // chunk while the next is prepared.
-    const chunks = async function* (this: CommandService): AsyncGenerator<NewCommand[]> {
-      for (let i = 0; i < unique.length; i += BULK_CHUNK) {
-        const ids = unique.slice(i, i + BULK_CHUNK);
-        const targets = await this.store.loadTargets(ids);
-        const rows: NewCommand[] = [];
-        for (const deviceId of ids) {
-          const target = targets.get(deviceId);
-          if (!target) {
-            result.rejected.push({ device_id: deviceId, code: 'device_not_found', detail: `no device with id ${deviceId}` });
-            continue;
-          }
-          const row = this.#prepare(target, req, params, actor, batchId);
-          if ('code' in row) {
-            result.rejected.push({ device_id: deviceId, ...row });
-            continue;
-          }
-          rows.push(row);
-          result.accepted.push(deviceId);
-          enrollments.push(row.enrollment_id);
+    let written = false;
+    try {
+      // The next chunk is looked up and built while this one is written.
+      let next = this.#buildChunk(unique.slice(...chunks[0]!), batch, req, result);
+      for (let i = 0; i < chunks.length; i++) {
+        const rows = await next;
+        if (i + 1 < chunks.length) {
+          next = this.#buildChunk(unique.slice(...chunks[i + 1]!), batch, req, result);
+          next.catch(() => undefined); // awaited on the next turn; never an unhandled rejection if this write fails
         }
-        if (rows.length) yield rows;
+        // A first chunk with nothing to write still writes the batch row (it holds the answer).
+        if (rows.length === 0 && written) continue;
+        const range = await this.store.writeBatchChunk(batch, rows, { first: !written });
+        written = true;
+        if (!range) continue;
+        if (direct) enrollments.push(...rows.map((r) => r.enrollment_id));
+        else {
+          await this.#queueChanged();
+          await this.#wake(() => this.pusher.pushBatch(batch.id, range), { batch_id: batch.id });
+        }
       }
-    }.call(this);
-    const batch: NewBatch = { id: batchId, type: req.type, params, idempotency_key: req.idempotency_key ?? null, requested_by: actor };
-    await this.store.insertBatch(batch, chunks, () => ({
-      response: result,
-      event: {
+      await this.store.finishBatch(batch.id, result, {
         type: 'commands.queued',
         actor,
-        data: { batch_id: batchId, type: req.type, accepted: result.accepted.length, rejected: result.rejected.length },
-      },
-    }));
+        data: { batch_id: batch.id, type: req.type, accepted: result.accepted.length, rejected: result.rejected.length },
+      });
+    } catch (err) {
+      if (written) {
+        await this.#abandon(batch.id, actor, err);
+        throw err;
+      }
+      // Nothing written: perhaps a concurrent request claimed the same key first. Answer as it does
+      // (409 while it is still being written).
+      const winner = req.idempotency_key ? await this.#earlierBatch(req.idempotency_key) : undefined;
+      if (winner) return winner;
+      throw err;
+    }
     if (enrollments.length > 0) {
       await this.#queueChanged();
-      await this.#wake(() => (enrollments.length <= DIRECT_PUSH_LIMIT ? this.pusher.push(enrollments) : this.pusher.pushBatch(batchId)), { batch_id: batchId });
+      await this.#wake(() => this.pusher.push(enrollments), { batch_id: batch.id });
     }
     return result;
+  }
+
+  /** Looks up one chunk's devices and builds their commands; refusals go to `result.rejected`. */
+  async #buildChunk(ids: string[], batch: NewBatch, req: CommandRequest, result: BulkResult): Promise<NewCommand[]> {
+    const targets = await this.store.loadTargets(ids);
+    const rows: NewCommand[] = [];
+    for (const deviceId of ids) {
+      const target = targets.get(deviceId);
+      if (!target) {
+        result.rejected.push({ device_id: deviceId, code: 'device_not_found', detail: `no device with id ${deviceId}` });
+        continue;
+      }
+      const row = this.#prepare(target, req, batch.params, batch.requested_by, batch.id);
+      if ('code' in row) {
+        result.rejected.push({ device_id: deviceId, ...row });
+        continue;
+      }
+      rows.push(row);
+      result.accepted.push(deviceId);
+    }
+    return rows;
+  }
+
+  /**
+   * The answer of an earlier request with this idempotency key; throws 409 while that request is
+   * still being written. A batch left unfinished for BATCH_ABANDONED_AFTER_MS (its process died
+   * mid-request) is abandoned, and the key is free again.
+   */
+  async #earlierBatch(key: string): Promise<BulkResult | undefined> {
+    const earlier = await this.store.findBatch(key);
+    if (!earlier) return undefined;
+    if (earlier.response) return earlier.response;
+    if (this.#now().getTime() - earlier.created_at.getTime() < BATCH_ABANDONED_AFTER_MS) {
+      throw Errors.idempotencyConflict(`a bulk request with idempotency key ${key} is still being queued (batch ${earlier.id}); repeat it in a moment`, {
+        batch_id: earlier.id,
+      });
+    }
+    await this.#abandon(earlier.id, null, new Error('left unfinished'));
+    return undefined;
+  }
+
+  async #abandon(batchId: string, actor: string | null, cause: unknown): Promise<void> {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    try {
+      const { canceled, handedOut } = await this.store.abandonBatch(batchId, { type: 'commands.batch_failed', actor, data: { reason } });
+      this.opts.warn?.({ batch_id: batchId, canceled, handed_out: handedOut, reason }, 'bulk request failed part way: its queued commands were canceled');
+    } catch (err) {
+      this.opts.warn?.({ batch_id: batchId, err, reason }, 'bulk request failed part way and its queued commands could not be canceled; they stay queued');
+    }
   }
 
   /** The command, or undefined (for device-facing lookups that must not throw). */

@@ -4,11 +4,13 @@
  *
  * Jobs on the `push` queue:
  *   push   { enrollment_id }  wake one channel; deduplicated on the enrollment id
- *   fanout { batch_id }       wake every channel of a bulk command batch, a page at a time: sent
- *                             straight from this job (one lookup per page, not one job per device);
- *                             only a push that must be retried becomes a `push` job of its own
+ *   fanout { batch_id, first_seq?, last_seq? }
+ *                             wake every channel of a bulk command batch (or of one committed chunk
+ *                             of it: its commands' seq range), a page at a time: sent straight from
+ *                             this job (one lookup per page, not one job per device); only a push
+ *                             that must be retried becomes a `push` job of its own
  */
-import type { PushScheduler } from '../core/commands';
+import type { PushScheduler, SeqRange } from '../core/commands';
 import type { Enrollment } from '../core/types';
 import { pushOutcomes } from '../metrics';
 import type { QueueHandle } from '../queue/backend';
@@ -16,7 +18,7 @@ import type { PushProviderRegistry, PushResult } from './provider';
 
 export const PUSH_QUEUE = 'push';
 
-export type PushJob = { enrollment_id: string } | { batch_id: string };
+export type PushJob = { enrollment_id: string } | { batch_id: string; first_seq?: string; last_seq?: string };
 
 /**
  * Retries for transient failures: the worker's `pushBackoff` spaces them (2s, 4s, 8s ... about 8.5
@@ -58,8 +60,10 @@ export class PushDispatcher implements PushScheduler {
     }
   }
 
-  async pushBatch(batchId: string): Promise<void> {
-    await this.queue.add('fanout', { batch_id: batchId }, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}` });
+  async pushBatch(batchId: string, range?: SeqRange): Promise<void> {
+    if (!range) return void (await this.queue.add('fanout', { batch_id: batchId }, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}` }));
+    const data = { batch_id: batchId, first_seq: range.first, last_seq: range.last };
+    await this.queue.add('fanout', data, { ...PUSH_JOB_OPTIONS, jobId: `fanout-${batchId}-${range.first}` });
   }
 }
 
@@ -69,7 +73,8 @@ export interface PushWorkerDeps {
     getEnrollment(id: string): Promise<Enrollment | undefined>;
     getEnrollments(ids: string[]): Promise<Enrollment[]>;
     markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean>;
-    enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]>;
+    /** A page of the batch's enrollments (only those of commands in `range` when given), by id. */
+    enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<string[]>;
   };
   dispatcher: PushDispatcher;
   log: { warn(obj: object, msg: string): void };
@@ -105,7 +110,10 @@ export function pushBackoff(baseMs: number, random: () => number = Math.random) 
 /** The job processor the `mooring worker` runs on the push queue. */
 export function pushProcessor(deps: PushWorkerDeps) {
   return async (job: { name: string; data: PushJob }): Promise<string> => {
-    if ('batch_id' in job.data) return fanout(deps, job.data.batch_id);
+    if ('batch_id' in job.data) {
+      const { batch_id, first_seq, last_seq } = job.data;
+      return fanout(deps, batch_id, first_seq && last_seq ? { first: first_seq, last: last_seq } : undefined);
+    }
     return sendOne(deps, job.data.enrollment_id);
   };
 }
@@ -115,11 +123,11 @@ export function pushProcessor(deps: PushWorkerDeps) {
  * form one continuous stream (FANOUT_CONCURRENCY lanes over all pages): a lane that finishes takes
  * the next channel whatever page it is on, so the stream never drains at a page boundary.
  */
-async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
+async function fanout(deps: PushWorkerDeps, batchId: string, range: SeqRange | undefined): Promise<string> {
   const counts: Record<string, number> = {};
   const retry: string[] = [];
   let retryAfterMs = 0;
-  await forEachLimited(pagesOfBatch(deps, batchId), FANOUT_CONCURRENCY, async (e) => {
+  await forEachLimited(pagesOfBatch(deps, batchId, range), FANOUT_CONCURRENCY, async (e) => {
     try {
       const outcome = await deliver(deps, e);
       counts[outcome] = (counts[outcome] ?? 0) + 1;
@@ -138,9 +146,9 @@ async function fanout(deps: PushWorkerDeps, batchId: string): Promise<string> {
 }
 
 /** The batch's channels a page at a time, the next page read while this one is used. */
-async function* pagesOfBatch(deps: PushWorkerDeps, batchId: string): AsyncGenerator<Enrollment[]> {
+async function* pagesOfBatch(deps: PushWorkerDeps, batchId: string, range: SeqRange | undefined): AsyncGenerator<Enrollment[]> {
   const loadPage = async (after: string | null) => {
-    const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE);
+    const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE, range);
     return { ids, targets: ids.length ? await deps.enrollments.getEnrollments(ids) : [] };
   };
   let page = loadPage(null);

@@ -2,7 +2,7 @@
  * The command queue in Postgres. Every state change is one statement (or one transaction) that also
  * writes its audit event, so a crash never leaves a command without its trail.
  */
-import type { BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult } from '../core/commands';
+import type { BatchRecord, BulkResult, CommandStore, CommandTarget, NewBatch, NewCommand, ReportResult, SeqRange } from '../core/commands';
 import type { Page, PageRequest } from '../core/pagination';
 import type { CommandOutcome } from '../core/platforms';
 import { DEVICE_FACTS, type Command, type DeviceFacts, type EventInput } from '../core/types';
@@ -150,41 +150,53 @@ export class PgCommandStore implements CommandStore {
     });
   }
 
-  async insertBatch(batch: NewBatch, chunks: AsyncIterable<NewCommand[]>, finish: () => { response: BulkResult; event: EventInput }): Promise<void> {
-    await this.db.transaction(async (trx) => {
-      const params = JSON.stringify(batch.params);
-      const iterator = chunks[Symbol.asyncIterator]();
-      let next = iterator.next();
-      for (;;) {
-        const current = await next;
-        if (current.done) break;
-        // The next chunk is prepared (looked up, built) while this one is written.
-        next = iterator.next();
-        next.catch(() => undefined); // awaited above on the next turn; never an unhandled rejection if this write fails
-        const chunk = current.value;
-        const { rows, templates } = templated(chunk);
-        // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
-        // escaping of 100,000 elements is not); values shared by the batch are plain parameters, and
-        // payloads that differ only by their command id travel once, as a template Postgres fills in.
-        await trx.raw(
-          `WITH tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY)
+  async writeBatchChunk(batch: NewBatch, chunk: NewCommand[], opts: { first: boolean }): Promise<SeqRange | null> {
+    const { rows, templates } = templated(chunk);
+    return this.db.transaction(async (trx) => {
+      // The batch row goes in with the first chunk: it claims the idempotency key (a concurrent
+      // request with the same key fails here, before it has written anything) and has no answer yet.
+      if (opts.first) await trx('command_batches').insert({ ...batch, params: JSON.stringify(batch.params), response: null });
+      if (chunk.length === 0) return null;
+      // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
+      // escaping of 100,000 elements is not); values shared by the batch are plain parameters, and
+      // payloads that differ only by their command id travel once, as a template Postgres fills in.
+      const { rows: written } = await trx.raw(
+        `WITH tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY),
+         ins AS (
            INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
                                  type, params, priority, batch_id, requested_by, expires_at)
            SELECT u.i, u.d, u.e, u.p, coalesce(u.w, replace(tpl.value, ?, u.i::text)), u.f, ?, ?::jsonb, ?, ?, ?, ?
              FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, t int, f text)
-             LEFT JOIN tpl ON tpl.n = u.t`,
-          [JSON.stringify(templates), ID_MARK, batch.type, params, chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, JSON.stringify(rows)] as never,
-        );
-      }
-      const { response, event } = finish();
-      await trx('command_batches').insert({
-        ...batch,
-        params,
-        accepted: response.accepted.length,
-        rejected: response.rejected.length,
-        response: JSON.stringify(response),
-      });
+             LEFT JOIN tpl ON tpl.n = u.t
+           RETURNING seq)
+         SELECT min(seq)::text AS first, max(seq)::text AS last FROM ins`,
+        [JSON.stringify(templates), ID_MARK, batch.type, JSON.stringify(batch.params), chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, JSON.stringify(rows)] as never,
+      );
+      return { first: written[0].first, last: written[0].last };
+    });
+  }
+
+  async finishBatch(batchId: string, response: BulkResult, event: EventInput): Promise<void> {
+    await this.db.transaction(async (trx) => {
+      await trx('command_batches')
+        .where({ id: batchId })
+        .update({ accepted: response.accepted.length, rejected: response.rejected.length, response: JSON.stringify(response) });
       await trx('events').insert(eventRow(event));
+    });
+  }
+
+  async abandonBatch(batchId: string, event: EventInput): Promise<{ canceled: number; handedOut: number }> {
+    return this.db.transaction(async (trx) => {
+      const canceled = await trx('commands')
+        .where({ batch_id: batchId })
+        .whereIn('status', ['queued', 'not_now'])
+        .update({ status: 'canceled', canceled_at: trx.fn.now() });
+      const [{ n }] = await trx('commands').where({ batch_id: batchId }).whereNot({ status: 'canceled' }).count<{ n: string }[]>('* as n');
+      const handedOut = Number(n);
+      // The key is freed, so the request can be sent again as it was; the row stays for the audit trail.
+      await trx('command_batches').where({ id: batchId }).update({ idempotency_key: null });
+      await trx('events').insert(eventRow({ ...event, data: { ...event.data, batch_id: batchId, canceled, handed_out: handedOut } }));
+      return { canceled, handedOut };
     });
   }
 
@@ -192,9 +204,9 @@ export class PgCommandStore implements CommandStore {
     return this.db<Command>('commands').where({ device_id: deviceId, idempotency_key: key }).first();
   }
 
-  async findBatchResponse(idempotencyKey: string): Promise<BulkResult | undefined> {
-    const row = await this.db('command_batches').where({ idempotency_key: idempotencyKey }).first('response');
-    return row?.response as BulkResult | undefined;
+  async findBatch(idempotencyKey: string): Promise<BatchRecord | undefined> {
+    const row = await this.db('command_batches').where({ idempotency_key: idempotencyKey }).first('id', 'response', 'created_at');
+    return row && { id: row.id, response: (row.response as BulkResult | null) ?? null, created_at: row.created_at };
   }
 
   async get(id: string): Promise<Command | undefined> {

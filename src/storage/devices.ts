@@ -1,4 +1,5 @@
 /** Devices and their enrollments (management channels). */
+import type { SeqRange } from '../core/commands';
 import type { Page, PageRequest } from '../core/pagination';
 import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
 import type { Db } from './db';
@@ -84,9 +85,10 @@ export class PgDeviceStore {
   }
 
   /** Enrollment ids that have commands in a bulk batch (for the push fan-out). */
-  async enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number): Promise<string[]> {
+  async enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<string[]> {
     const q = this.db('commands').distinct('enrollment_id').where({ batch_id: batchId }).orderBy('enrollment_id').limit(limit);
     if (afterId) q.where('enrollment_id', '>', afterId);
+    if (range) q.whereBetween('seq', [range.first, range.last]);
     return (await q).map((r: { enrollment_id: string }) => r.enrollment_id);
   }
 }

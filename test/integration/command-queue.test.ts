@@ -2,9 +2,14 @@
  * The shared command queue against real Postgres: ordering, NotNow, idempotent reports, cancel,
  * expiry, redelivery and idempotency keys, driven through CommandService as the front ends will.
  */
-import type { CommandOutcome } from '../../src/core/platforms';
+import type pg from 'pg';
+import { CommandService, type PushScheduler, type SeqRange } from '../../src/core/commands';
+import { PlatformRegistry, type CommandOutcome } from '../../src/core/platforms';
 import type { Command } from '../../src/core/types';
+import { createHandoutPool } from '../../src/storage/db';
+import { PgCommandStore } from '../../src/storage/commands';
 import { startTestServer, type TestServer } from '../helpers/server';
+import { TestPlatformCommands } from '../helpers/test-platform';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -337,5 +342,129 @@ describe('bulk', () => {
       await s.m.db.raw('DROP TRIGGER refuse_row ON commands; DROP FUNCTION refuse_row()');
     }
     expect(await count()).toEqual(before);
+  });
+});
+
+describe('bulk, a chunk at a time', () => {
+  let handout: pg.Pool;
+  beforeAll(() => {
+    handout = createHandoutPool(s.m.databaseUrl, 2);
+  });
+  afterAll(() => handout.end());
+
+  /** A CommandService with tiny chunks (2, then 4) whose pusher records what it was asked to wake, and when. */
+  function chunkedService(onBatch: (batchId: string, range: SeqRange) => Promise<void> = async () => undefined) {
+    const woken: Array<{ batchId: string; range: SeqRange | undefined }> = [];
+    const direct: string[][] = [];
+    const pusher: PushScheduler = {
+      async push(ids) {
+        direct.push(ids);
+      },
+      async pushBatch(batchId, range) {
+        woken.push({ batchId, range });
+        if (range) await onBatch(batchId, range);
+      },
+    };
+    const service = new CommandService(new PgCommandStore(s.m.db, handout), new PlatformRegistry().register(new TestPlatformCommands('android')), pusher, {
+      defaultTtlSeconds: 3600,
+      redeliverAfterSeconds: 600,
+      notNowRetrySeconds: 60,
+      bulkChunks: { first: 2, max: 4 },
+    });
+    return { service, woken, direct };
+  }
+
+  const enrollmentsIn = async (batchId: string, range: SeqRange) =>
+    (await s.m.db('commands').where({ batch_id: batchId }).whereBetween('seq', [range.first, range.last]).select('enrollment_id')).map((r) => r.enrollment_id as string);
+
+  it('wakes each chunk once it is committed, every device once, and replays the answer', async () => {
+    const targets = await Promise.all(Array.from({ length: 7 }, () => s.device()));
+    const seenAtWake: string[][] = [];
+    // Read from another connection at wake time: what the pusher is told about is already committed.
+    const { service, woken, direct } = chunkedService(async (batchId, range) => void seenAtWake.push(await enrollmentsIn(batchId, range)));
+    const result = await service.enqueueBulk(targets.map((t) => t.device.id), { type: 'lock', idempotency_key: 'chunked-1' }, 'test');
+    expect(result.accepted).toHaveLength(7);
+    expect(direct).toEqual([]);
+    expect(woken.map((w) => w.batchId)).toEqual([result.batch_id, result.batch_id, result.batch_id]);
+    expect(seenAtWake.map((ids) => ids.length)).toEqual([2, 4, 1]);
+    expect(new Set(seenAtWake.flat())).toEqual(new Set(targets.map((t) => t.enrollment.id)));
+    const again = await service.enqueueBulk(targets.map((t) => t.device.id), { type: 'lock', idempotency_key: 'chunked-1' }, 'test');
+    expect(again).toEqual(result);
+    expect(await s.m.db('commands').where({ batch_id: result.batch_id })).toHaveLength(7);
+    const events = await s.m.db('events').where({ type: 'commands.queued' }).whereRaw("data->>'batch_id' = ?", [result.batch_id]);
+    expect(events).toHaveLength(1);
+  });
+
+  it('wakes a request no larger than the first chunk directly, after its one transaction', async () => {
+    const targets = await Promise.all(Array.from({ length: 2 }, () => s.device()));
+    const { service, woken, direct } = chunkedService();
+    await service.enqueueBulk(targets.map((t) => t.device.id), { type: 'lock' }, 'test');
+    expect(woken).toEqual([]);
+    expect(direct).toEqual([targets.map((t) => t.enrollment.id)]);
+  });
+
+  it('writes the batch with its answer when every device is refused', async () => {
+    const { service, woken, direct } = chunkedService();
+    const missing = ['00000000-0000-4000-8000-00000000aaa1', '00000000-0000-4000-8000-00000000aaa2', '00000000-0000-4000-8000-00000000aaa3'];
+    const result = await service.enqueueBulk(missing, { type: 'lock', idempotency_key: 'all-refused' }, 'test');
+    expect(result.accepted).toEqual([]);
+    expect(result.rejected.map((r) => r.code)).toEqual(['device_not_found', 'device_not_found', 'device_not_found']);
+    expect(woken).toEqual([]);
+    expect(direct).toEqual([]);
+    expect(await service.enqueueBulk(missing, { type: 'lock', idempotency_key: 'all-refused' }, 'test')).toEqual(result);
+  });
+
+  it('cancels what it queued when a later chunk fails, keeps what a device already took, and can be repeated', async () => {
+    const targets = await Promise.all(Array.from({ length: 5 }, () => s.device()));
+    const ids = targets.map((t) => t.device.id);
+    // The third device's row (in the second chunk) is refused by the database.
+    await s.m.db.raw(`CREATE FUNCTION refuse_third() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.device_id = '${ids[2]}' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$`);
+    await s.m.db.raw('CREATE TRIGGER refuse_third BEFORE INSERT ON commands FOR EACH ROW EXECUTE FUNCTION refuse_third()');
+    // The first device polls as soon as it is woken, before the failure.
+    const { service } = chunkedService(async () => void (await service.next(targets[0]!.enrollment.id)));
+    try {
+      await expect(service.enqueueBulk(ids, { type: 'lock', idempotency_key: 'fails-half-way' }, 'test')).rejects.toThrow(/disk full/);
+    } finally {
+      await s.m.db.raw('DROP TRIGGER refuse_third ON commands; DROP FUNCTION refuse_third()');
+    }
+    const failed = await s.m.db('commands').whereIn('device_id', ids).orderBy('seq');
+    expect(failed.map((c) => [c.device_id, c.status])).toEqual([
+      [ids[0], 'sent'],
+      [ids[1], 'canceled'],
+    ]);
+    const batchId = failed[0].batch_id;
+    const [event] = await s.m.db('events').where({ type: 'commands.batch_failed' }).whereRaw("data->>'batch_id' = ?", [batchId]);
+    expect(event.data).toMatchObject({ canceled: 1, handed_out: 1, reason: expect.stringMatching(/disk full/) });
+    // The key was freed: the same request, repeated, queues for every device (the first one polls again).
+    const retry = await service.enqueueBulk(ids, { type: 'lock', idempotency_key: 'fails-half-way' }, 'test');
+    expect(retry.batch_id).not.toBe(batchId);
+    const again = await s.m.db('commands').where({ batch_id: retry.batch_id }).orderBy('seq');
+    expect(again.map((c) => [c.device_id, c.status])).toEqual(ids.map((id, i) => [id, i === 0 ? 'sent' : 'queued']));
+  });
+
+  it('answers 409 while a batch with the same key is being written, and takes one left unfinished for dead', async () => {
+    const { device } = await s.device();
+    const started = { id: '0190f0f0-0000-7000-8000-000000000001', type: 'lock', idempotency_key: 'in-progress', response: null };
+    await s.m.db('command_batches').insert(started);
+    const { service } = chunkedService();
+    await expect(service.enqueueBulk([device.id], { type: 'lock', idempotency_key: 'in-progress' }, 'test')).rejects.toMatchObject({ code: 'idempotency_conflict', status: 409 });
+    await s.m.db('command_batches').where({ id: started.id }).update({ created_at: new Date(Date.now() - 11 * 60_000) });
+    const result = await service.enqueueBulk([device.id], { type: 'lock', idempotency_key: 'in-progress' }, 'test');
+    expect(result.accepted).toEqual([device.id]);
+    expect((await s.m.db('command_batches').where({ id: started.id }).first()).idempotency_key).toBeNull();
+  });
+
+  it('queues one batch for concurrent requests with one key', async () => {
+    const targets = await Promise.all(Array.from({ length: 5 }, () => s.device()));
+    const { service } = chunkedService();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 4 }, () => service.enqueueBulk(targets.map((t) => t.device.id), { type: 'lock', idempotency_key: 'bulk-race' }, 'test')),
+    );
+    const answers = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toMatchObject({ code: 'idempotency_conflict' });
+    expect(answers.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(answers.map((a) => a.batch_id)).size).toBe(1);
+    expect(await s.m.db('commands').whereIn('device_id', targets.map((t) => t.device.id))).toHaveLength(5);
   });
 });

@@ -107,6 +107,21 @@ describe.each(QUEUE_BACKENDS)('push queue on %s', (backend, url) => {
     await eventually(() => wanted.every((id) => pushedSince(mark).has(id)), 15_000, 'all fan-out pushes');
   });
 
+  it('fans out only the commands of one committed chunk when given its seq range', async () => {
+    worker = s.m.startWorker();
+    const targets = await Promise.all(Array.from({ length: 6 }, () => s.device()));
+    const result = await s.m.commands.enqueueBulk(targets.map((t) => t.device.id), { type: 'restart' }, 'test');
+    await eventually(() => targets.every((t) => provider.sent.some((p) => p.enrollmentId === t.enrollment.id)), 15_000, 'the direct pushes');
+    const rows = await s.m.db('commands').where({ batch_id: result.batch_id }).orderBy('seq').select('seq', 'enrollment_id');
+    const chunk = rows.slice(2, 5);
+    const mark = provider.sent.length;
+    await s.m.dispatcher.pushBatch(result.batch_id, { first: String(chunk[0].seq), last: String(chunk.at(-1).seq) });
+    await eventually(() => provider.sent.length - mark >= 3, 15_000, 'the chunk\'s pushes');
+    await new Promise((r) => setTimeout(r, 200)); // nothing else follows
+    expect(new Set(provider.sent.slice(mark).map((p) => p.enrollmentId))).toEqual(new Set(chunk.map((r) => r.enrollment_id)));
+    expect(provider.sent.length - mark).toBe(3);
+  });
+
   it('sends a fan-out page straight from the job, and a transient failure there becomes its own retried push', async () => {
     const targets = await Promise.all(Array.from({ length: 6 }, () => s.device()));
     const result = await s.m.commands.enqueueBulk(targets.map((t) => t.device.id), { type: 'restart' }, 'test');

@@ -36,16 +36,30 @@ function setup(channels: number, answer: (t: PushTarget) => PushResult = () => (
       getEnrollment: async (id) => all.find((e) => e.id === id),
       getEnrollments: async (ids) => all.filter((e) => ids.includes(e.id)),
       markPushTokenDead: async () => true,
-      enrollmentsOfBatch: async (_batch, after, limit) => {
+      // A channel's command has seq i + 1; a chunk's job names a seq range.
+      enrollmentsOfBatch: async (_batch, after, limit, range) => {
         const from = after === null ? 0 : all.findIndex((e) => e.id === after) + 1;
         pagesRead.push(from);
-        return all.slice(from, from + limit).map((e) => e.id);
+        const inRange = (i: number) => !range || (i + 1 >= Number(range.first) && i + 1 <= Number(range.last));
+        return all
+          .map((e, i) => ({ e, i }))
+          .slice(from)
+          .filter(({ i }) => inRange(i))
+          .slice(0, limit)
+          .map(({ e }) => e.id);
       },
     },
     dispatcher: { push: async (ids: string[]) => void retried.push(ids) } as unknown as PushDispatcher,
     log: { warn: () => undefined },
   });
-  return { all, sent, retried, pagesRead, maxInFlight: () => maxInFlight, run: () => process({ name: 'fanout', data: { batch_id: 'b' } }) };
+  return {
+    all,
+    sent,
+    retried,
+    pagesRead,
+    maxInFlight: () => maxInFlight,
+    run: (range?: { first_seq: string; last_seq: string }) => process({ name: 'fanout', data: { batch_id: 'b', ...range } }),
+  };
 }
 
 describe('bulk fan-out', () => {
@@ -67,6 +81,13 @@ describe('bulk fan-out', () => {
     expect(summary).toBe(`fanned out sent ${1_500 - failing.length}, retry ${failing.length}`);
     expect(f.retried).toHaveLength(1);
     expect(new Set(f.retried[0])).toEqual(new Set(failing));
+  });
+
+  it('sends only to the channels of one committed chunk when the job names its seq range', async () => {
+    const f = setup(3_000);
+    const summary = await f.run({ first_seq: '1001', last_seq: '2500' });
+    expect(summary).toBe('fanned out sent 1500');
+    expect(new Set(f.sent)).toEqual(new Set(f.all.slice(1000, 2500).map((e) => e.id)));
   });
 
   it('ends at once for an empty batch', async () => {

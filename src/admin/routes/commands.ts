@@ -94,7 +94,7 @@ export function commandRoutes(routes: AdminRoutes, { commands, devices }: Comman
   routes.add({
     method: 'post',
     path: '/commands',
-    summary: 'Queue one command for many devices (up to 100,000) in one transaction',
+    summary: 'Queue one command for many devices (up to 100,000), pushed a chunk at a time as each is committed',
     scope: 'commands:write',
     body: BulkCommandRequestSchema,
     responses: { 202: { description: 'accepted device ids, and rejected ones with a code each', schema: BulkResultSchema } },
