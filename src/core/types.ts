@@ -79,6 +79,10 @@ export interface Enrollment {
   updated_at: Date;
 }
 
+/** What a push needs to know of an enrollment. */
+export type PushChannel = Pick<Enrollment, 'id' | 'device_id' | 'platform' | 'status' | 'push_topic' | 'push_magic' | 'push_token' | 'push_token_dead_at'>;
+export const PUSH_CHANNEL_COLUMNS = ['id', 'device_id', 'platform', 'status', 'push_topic', 'push_magic', 'push_token', 'push_token_dead_at'] as const;
+
 export interface Command {
   id: string;
   seq: number;

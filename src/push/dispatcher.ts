@@ -11,7 +11,7 @@
  *                             that must be retried becomes a `push` job of its own
  */
 import type { PushScheduler, SeqRange } from '../core/commands';
-import type { Enrollment } from '../core/types';
+import type { PushChannel } from '../core/types';
 import { pushOutcomes } from '../metrics';
 import type { QueueHandle } from '../queue/backend';
 import type { PushProviderRegistry, PushResult } from './provider';
@@ -70,11 +70,10 @@ export class PushDispatcher implements PushScheduler {
 export interface PushWorkerDeps {
   providers: PushProviderRegistry;
   enrollments: {
-    getEnrollment(id: string): Promise<Enrollment | undefined>;
-    getEnrollments(ids: string[]): Promise<Enrollment[]>;
+    getEnrollment(id: string): Promise<PushChannel | undefined>;
     markPushTokenDead(enrollmentId: string, reason: string): Promise<boolean>;
-    /** A page of the batch's enrollments (only those of commands in `range` when given), by id. */
-    enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<string[]>;
+    /** A page of the batch's push channels (only those of commands in `range` when given), by enrollment id. */
+    channelsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<PushChannel[]>;
   };
   dispatcher: PushDispatcher;
   log: { warn(obj: object, msg: string): void };
@@ -146,18 +145,15 @@ async function fanout(deps: PushWorkerDeps, batchId: string, range: SeqRange | u
 }
 
 /** The batch's channels a page at a time, the next page read while this one is used. */
-async function* pagesOfBatch(deps: PushWorkerDeps, batchId: string, range: SeqRange | undefined): AsyncGenerator<Enrollment[]> {
-  const loadPage = async (after: string | null) => {
-    const ids = await deps.enrollments.enrollmentsOfBatch(batchId, after, FANOUT_PAGE, range);
-    return { ids, targets: ids.length ? await deps.enrollments.getEnrollments(ids) : [] };
-  };
+async function* pagesOfBatch(deps: PushWorkerDeps, batchId: string, range: SeqRange | undefined): AsyncGenerator<PushChannel[]> {
+  const loadPage = (after: string | null) => deps.enrollments.channelsOfBatch(batchId, after, FANOUT_PAGE, range);
   let page = loadPage(null);
   for (;;) {
-    const { ids, targets } = await page;
-    if (ids.length === 0) return;
-    page = loadPage(ids[ids.length - 1]!);
+    const channels = await page;
+    if (channels.length === 0) return;
+    page = loadPage(channels[channels.length - 1]!.id);
     page.catch(() => undefined); // awaited at the next turn; never an unhandled rejection meanwhile
-    yield targets;
+    yield channels;
   }
 }
 
@@ -197,7 +193,7 @@ async function sendOne(deps: PushWorkerDeps, enrollmentId: string): Promise<stri
 }
 
 /** One push to one channel; throws PushRetryError for a transient failure. */
-async function deliver(deps: PushWorkerDeps, e: Enrollment): Promise<string> {
+async function deliver(deps: PushWorkerDeps, e: PushChannel): Promise<string> {
   if (e.status === 'unenrolled' || !e.push_token || e.push_token_dead_at) {
     pushOutcomes.inc({ platform: e.platform, outcome: 'no_token' });
     return 'no_token';

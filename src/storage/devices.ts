@@ -1,7 +1,7 @@
 /** Devices and their enrollments (management channels). */
 import type { SeqRange } from '../core/commands';
 import type { Page, PageRequest } from '../core/pagination';
-import type { Device, DeviceStatus, Enrollment, Platform } from '../core/types';
+import { PUSH_CHANNEL_COLUMNS, type Device, type DeviceStatus, type Enrollment, type Platform, type PushChannel } from '../core/types';
 import type { Db } from './db';
 import { newestFirst } from './paging';
 import { UUID } from '../core/ids';
@@ -79,16 +79,15 @@ export class PgDeviceStore {
   }
 
   /** The enrollment rows with these ids (any order; unknown ids are left out). */
-  async getEnrollments(ids: string[]): Promise<Enrollment[]> {
-    const valid = ids.filter((id) => UUID.test(id));
-    return valid.length ? this.db<Enrollment>('enrollments').whereIn('id', valid) : [];
-  }
-
-  /** Enrollment ids that have commands in a bulk batch (for the push fan-out). */
-  async enrollmentsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<string[]> {
-    const q = this.db('commands').distinct('enrollment_id').where({ batch_id: batchId }).orderBy('enrollment_id').limit(limit);
-    if (afterId) q.where('enrollment_id', '>', afterId);
-    if (range) q.whereBetween('seq', [range.first, range.last]);
-    return (await q).map((r: { enrollment_id: string }) => r.enrollment_id);
+  /**
+   * A page of the push channels of a bulk batch (only those of commands in `range` when given), by
+   * enrollment id after `afterId`: one statement, and only the columns a push reads.
+   */
+  async channelsOfBatch(batchId: string, afterId: string | null, limit: number, range?: SeqRange): Promise<PushChannel[]> {
+    const ofBatch = this.db('commands').select('enrollment_id').where({ batch_id: batchId });
+    if (range) ofBatch.whereBetween('seq', [range.first, range.last]);
+    const q = this.db('enrollments').select([...PUSH_CHANNEL_COLUMNS]).whereIn('id', ofBatch).orderBy('id').limit(limit);
+    if (afterId) q.where('id', '>', afterId);
+    return (await q) as PushChannel[];
   }
 }

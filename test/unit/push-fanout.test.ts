@@ -34,10 +34,9 @@ function setup(channels: number, answer: (t: PushTarget) => PushResult = () => (
     providers: new PushProviderRegistry().register(provider),
     enrollments: {
       getEnrollment: async (id) => all.find((e) => e.id === id),
-      getEnrollments: async (ids) => all.filter((e) => ids.includes(e.id)),
       markPushTokenDead: async () => true,
       // A channel's command has seq i + 1; a chunk's job names a seq range.
-      enrollmentsOfBatch: async (_batch, after, limit, range) => {
+      channelsOfBatch: async (_batch, after, limit, range) => {
         const from = after === null ? 0 : all.findIndex((e) => e.id === after) + 1;
         pagesRead.push(from);
         const inRange = (i: number) => !range || (i + 1 >= Number(range.first) && i + 1 <= Number(range.last));
@@ -46,7 +45,7 @@ function setup(channels: number, answer: (t: PushTarget) => PushResult = () => (
           .slice(from)
           .filter(({ i }) => inRange(i))
           .slice(0, limit)
-          .map(({ e }) => e.id);
+          .map(({ e }) => e);
       },
     },
     dispatcher: { push: async (ids: string[]) => void retried.push(ids) } as unknown as PushDispatcher,
