@@ -87,16 +87,18 @@ const IDENTIFY_AND_TAKE = `
   SELECT ch.id AS enrollment_id, ch.device_id, ch.status, ch.seen_age_ms, t.id AS command_id, t.type AS command_type, t.payload AS command_payload
     FROM ch LEFT JOIN taken t ON true`;
 
-const LIVE_CHALLENGE = `SELECT enrollment_token_id FROM scep_challenges WHERE challenge_hash = $1 AND used_at IS NULL AND expires_at > now()`;
-
 /**
  * Spends a challenge and one use of its token, records the certificate and an event, and returns the
- * token; no row when the challenge is gone or the token cannot enroll. The challenge row is updated
- * first, so of two requests racing with one challenge only one gets past it; a token used up by a
- * racing enrollment (seen once its row lock is released) leaves this challenge spent and no certificate.
+ * token. The challenge row is updated first, so of two requests racing with one challenge only one gets
+ * past it; a token used up by a racing enrollment (seen once its row lock is released) leaves this
+ * challenge spent and no certificate. The answer: no row when the challenge was not live when the
+ * statement started (unknown, used or expired); a row with `challenge_token_id` and NULL token columns
+ * when it was live but nothing was spent (its token cannot enroll, or a racing request spent it).
  */
 const SPEND_CHALLENGE = namedStatement('mooring_scep_spend', `
-  WITH spent AS (
+  WITH live AS (
+    SELECT enrollment_token_id FROM scep_challenges WHERE challenge_hash = :hash AND used_at IS NULL AND expires_at > now()
+  ), spent AS (
     UPDATE scep_challenges c SET used_at = now()
      WHERE c.challenge_hash = :hash AND c.used_at IS NULL AND c.expires_at > now()
        AND EXISTS (SELECT 1 FROM enrollment_tokens t WHERE t.id = c.enrollment_token_id AND t.platform = 'apple' AND ${usableTokenSql('t')})
@@ -112,9 +114,12 @@ const SPEND_CHALLENGE = namedStatement('mooring_scep_spend', `
     INSERT INTO events (type, actor, data)
     SELECT 'apple.identity_issued', 'enrollment_token:' || tok.id, :event::jsonb FROM tok
   )
-  SELECT ${TOKEN_COLUMNS.map((c) => `tok.${c}`).join(', ')} FROM tok`);
+  SELECT live.enrollment_token_id AS challenge_token_id, ${TOKEN_COLUMNS.map((c) => `tok.${c}`).join(', ')} FROM live LEFT JOIN tok ON true`);
 
 const hashChallenge = (challenge: string) => crypto.createHash('sha256').update(challenge, 'utf8').digest('hex');
+
+/** A SPEND_CHALLENGE row: the token columns are all NULL when nothing was spent. */
+type SpendRow = { challenge_token_id: string } & (EnrollmentToken | { id: null });
 
 export class PgAppleStore {
   constructor(
@@ -138,26 +143,25 @@ export class PgAppleStore {
   }
 
   /**
-   * A PKCSReq: the challenge must be live and unused. The certificate is made only after that check,
-   * then one statement spends the challenge and one use of its token and records the certificate and
-   * an event: all or nothing, and two round trips in all (this runs once per device enrollment).
+   * A PKCSReq: the certificate is made first, then one statement checks the challenge, spends it and
+   * one use of its token, and records the certificate and an event: all or nothing, one round trip
+   * (this runs once per device enrollment). When nothing is spent the certificate is dropped unseen:
+   * it is neither recorded nor returned.
    */
   async issueForChallenge(challenge: string | undefined, issue: () => Promise<IssuedCertificate>): Promise<ScepIssueResult> {
     if (!challenge) return { ok: false, reason: 'no challenge password in the request' };
-    const hash = hashChallenge(challenge);
-    const { rows: live } = await this.handout.query<{ enrollment_token_id: string }>({ name: 'mooring_scep_challenge', text: LIVE_CHALLENGE, values: [hash] });
-    if (!live[0]) return { ok: false, reason: 'unknown, used or expired challenge' };
     const c = await issue();
-    const rows = await runNamed<EnrollmentToken>(this.db, SPEND_CHALLENGE, {
+    const rows = await runNamed<SpendRow>(this.db, SPEND_CHALLENGE, {
       ...identityCertificateRow(c),
-      hash,
+      hash: hashChallenge(challenge),
       event: JSON.stringify({ serial: c.serial }),
     });
-    const token = rows[0];
-    if (token) return { ok: true, token, certificate: c };
+    if (!rows[0]) return { ok: false, reason: 'unknown, used or expired challenge' };
+    const { challenge_token_id: challengeTokenId, ...token } = rows[0];
+    if (token.id !== null) return { ok: true, token, certificate: c };
     // Why not: its token can no longer enroll (say which way), or the challenge was used meanwhile.
     try {
-      await this.tokens.checkEnrollmentTokenById(live[0].enrollment_token_id, 'apple');
+      await this.tokens.checkEnrollmentTokenById(challengeTokenId, 'apple');
     } catch (err) {
       return { ok: false, reason: `enrollment token: ${(err as { code?: string }).code ?? 'unusable'}` };
     }

@@ -292,6 +292,46 @@ it('issues one certificate for a challenge sent twice at once, and spends one to
   expect(certs).toHaveLength(1);
 });
 
+it('refuses an unknown challenge, a used one and one whose token was revoked (badRequest), and records nothing for them', async () => {
+  const t = await s.api.post('/api/v1/enrollment-tokens').send({ platform: 'apple', max_uses: 5 }).expect(201);
+  const d = SimulatedAppleDevice.create({ os: 'ios', caPem: s.m.ca.certPem });
+  const challengeOf = async () => {
+    expect((await d.fetchProfile(t.body.enroll_url as string)).verified).toBe(true);
+    return d.profile!.challenge!;
+  };
+  const ask = async (challenge: string) => {
+    const client = await ScepClient.create('device');
+    const m = await client.request({ caCertPem: s.m.ca.certPem, challenge, encryption: 'aes256' });
+    const answer = await d.send(`${d.profile!.scepUrl}?operation=PKIOperation`, CONTENT_TYPES.pkiMessage, m.der, { signWith: null, method: 'POST' });
+    return client.checkCertRep(answer.body, { caCert: s.m.ca.certPem, transactionId: m.transactionId, senderNonce: m.senderNonce });
+  };
+  const recorded = async () => {
+    const [certs] = await s.m.db('issued_certificates').count<{ count: string }[]>({ count: '*' });
+    const [events] = await s.m.db('events').where({ type: 'apple.identity_issued' }).count<{ count: string }[]>({ count: '*' });
+    const token = await s.m.db('enrollment_tokens').where({ id: t.body.id }).first('uses');
+    return { certs: Number(certs!.count), events: Number(events!.count), uses: token.uses as number };
+  };
+  const refused = { status: 'FAILURE', failInfo: 'badRequest' };
+
+  const first = await challengeOf();
+  const before = await recorded();
+  expect(await ask(crypto.randomBytes(24).toString('base64url'))).toMatchObject(refused);
+  expect(await recorded()).toEqual(before);
+
+  expect(await ask(first)).toMatchObject({ status: 'SUCCESS' });
+  const afterOne = await recorded();
+  expect(afterOne).toEqual({ certs: before.certs + 1, events: before.events + 1, uses: before.uses + 1 });
+  expect(await ask(first)).toMatchObject(refused);
+  expect(await recorded()).toEqual(afterOne);
+
+  const second = await challengeOf();
+  await s.api.delete(`/api/v1/enrollment-tokens/${t.body.id}`).expect(200);
+  expect(await ask(second)).toMatchObject(refused);
+  expect(await recorded()).toEqual(afterOne);
+  const hash = crypto.createHash('sha256').update(second).digest('hex');
+  expect(await s.m.db('scep_challenges').where({ challenge_hash: hash }).first('used_at')).toEqual({ used_at: null });
+});
+
 it('forgets expired SCEP challenges in the worker sweep, and a profile download no longer enrolls after its challenge expired', async () => {
   const url = await enrollUrl();
   const d = SimulatedAppleDevice.create({ os: 'ios', caPem: s.m.ca.certPem });
