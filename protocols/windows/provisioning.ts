@@ -79,12 +79,21 @@ const parm = (name: string, value?: string | number | boolean, datatype?: 'strin
 const characteristic = (type: string, ...content: string[]): string =>
   `<characteristic type="${escapeXml(type)}">${content.join('')}</characteristic>`;
 
+/** A certificate under its thumbprint, as the stores list it. */
+const storedCertificate = (der: Buffer): string => characteristic(thumbprintOf(der), parm('EncodedCertificate', der.toString('base64')));
+
+/** The root's entry, made once per CA certificate: every device gets the same. */
+const rootEntries = new WeakMap<Buffer, string>();
+
+function rootEntry(der: Buffer): string {
+  let entry = rootEntries.get(der);
+  if (entry === undefined) rootEntries.set(der, (entry = storedCertificate(der)));
+  return entry;
+}
+
 function certificateStore(p: ProvisioningDocInput): string {
-  const root = characteristic(thumbprintOf(p.rootCertDer), parm('EncodedCertificate', p.rootCertDer.toString('base64')));
-  const identity = characteristic(
-    thumbprintOf(p.identityCertDer),
-    parm('EncodedCertificate', p.identityCertDer.toString('base64')),
-  );
+  const root = rootEntry(p.rootCertDer);
+  const identity = storedCertificate(p.identityCertDer);
   return characteristic(
     'CertificateStore',
     characteristic('Root', characteristic('System', root)),

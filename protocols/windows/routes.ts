@@ -30,6 +30,7 @@ import { buildDiscoverResponse, enrollmentVersionFor, parseDiscover } from './di
 import { WindowsFault, isWindowsFault, refusalFault } from './faults';
 import { buildProvisioningDoc } from './provisioning';
 import type { SecurityCredentials } from './soap';
+import { SessionChannels } from './sessions';
 import { buildSyncMlReply, inventoryFromItems, isUnenrollmentAlert, parseSyncMl, statusFor, type ReplyStatus, type SyncMlMessage } from './syncml';
 import { escapeXml } from './xml';
 import { buildGetPoliciesResponse, parseGetPolicies } from './xcep';
@@ -86,6 +87,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       res.status(fault.httpStatus).type(SOAP).send(fault.toXml());
     });
   const caDer = Buffer.from(deps.ca.cert.rawData);
+  const sessions = new SessionChannels();
 
   router.get('/EnrollmentServer/Discovery.svc', (_req, res) => {
     res.status(200).type('text/html').send('');
@@ -140,6 +142,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       .enroll({
         token: secret,
         checkedToken: token,
+        decision,
         deviceId,
         hwDevId: request.context.HWDevID,
         mode,
@@ -148,10 +151,12 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
         userPrincipalName: request.context.UserPrincipalName ?? (request.security.username || undefined),
         issue: () => issueClientCertificate(deps.ca, csr, { commonName: deviceId, days: deps.identityDays }),
       })
-      .catch((err: unknown) => {
-        throw isMooringError(err) && err.code !== 'internal_error' ? authenticationFault(err) : err;
+      .catch(async (err: unknown) => {
+        if (!isMooringError(err) || err.code === 'internal_error') throw err;
+        // A token that stopped enrolling since the policy request (see tokenForEnrollment) is reported here.
+        await deps.gate.recordTokenRefusal(facts, err);
+        throw authenticationFault(err);
       });
-    await deps.gate.apply(enrolled.deviceId, decision);
     const base = baseUrl(req, deps.publicUrl);
     const provisioningXml = buildProvisioningDoc({
       rootCertDer: caDer,
@@ -226,7 +231,7 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       return void res.status(400).type(SYNCML).send('');
     }
     const reading = readMessage(message);
-    const channel = await identify(deps, req, message, reading);
+    const channel = await identify(deps, sessions, req, message, reading);
     const reply = channel ? await manage(deps, channel, message, reading, baseUrl(req, deps.publicUrl)) : refuse(message, baseUrl(req, deps.publicUrl));
     res.status(200).type(SYNCML).send(reply);
   });
@@ -262,9 +267,11 @@ function readMessage(message: SyncMlMessage): MessageReading {
 
 /**
  * The device behind a management request: its certificate must be ours and bound to this DeviceID.
- * The same round trip records the message's last seen and inventory (only for the channel it names).
+ * The same round trip records the message's last seen and inventory (only for the channel it names);
+ * a later message of the session with nothing to record uses the channel its session found (see
+ * sessions.ts).
  */
-async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMessage, reading: MessageReading): Promise<ManagedChannel | undefined> {
+async function identify(deps: WindowsRoutesDeps, sessions: SessionChannels, req: Request, message: SyncMlMessage, reading: MessageReading): Promise<ManagedChannel | undefined> {
   const der = clientCertificate(req, deps.trustedProxyCertHeader);
   if (!der) return undefined;
   const verdict = verifyClientCertificate(der, deps.ca.certPem);
@@ -272,21 +279,27 @@ async function identify(deps: WindowsRoutesDeps, req: Request, message: SyncMlMe
     deps.logger.info({ reason: verdict.reason }, 'management request with an unusable client certificate');
     return undefined;
   }
+  const key = { certSha256: verdict.sha256, source: message.source, sessionId: message.sessionId };
+  const nothingToRecord = !reading.leaving && Object.keys(reading.inventory).length === 0;
+  const remembered = nothingToRecord ? sessions.recall(req.socket, key) : undefined;
+  if (remembered) return remembered;
+  // What is looked up now replaces what the connection remembered (a refusal or a device leaving: nothing).
+  sessions.forget(req.socket);
   const channel = await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory);
   if (!channel || channel.channel_key !== message.source || channel.status === 'unenrolled') {
     deps.logger.warn({ source: message.source }, 'a client certificate was presented for a device it does not belong to');
     return undefined;
   }
+  if (!reading.leaving) sessions.remember(req.socket, key, channel);
   return channel;
 }
 
 /** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
-async function manage(deps: WindowsRoutesDeps, known: ManagedChannel, message: SyncMlMessage, reading: MessageReading, base: string): Promise<string> {
-  let channel = known;
+async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message: SyncMlMessage, reading: MessageReading, base: string): Promise<string> {
   const { statuses, results, leaving, channelUri } = reading;
   if (channelUri?.startsWith('https://') && channelUri !== channel.push_token) {
     await deps.windows.setPushToken(channel, channelUri);
-    channel = { ...channel, push_token: channelUri };
+    channel.push_token = channelUri; // in place: the session's remembered channel has it too
   }
   for (const cmd of message.body) {
     if (cmd.kind !== 'Status' || cmd.cmdRef === '0' || cmd.cmd === 'SyncHdr') continue;
@@ -396,7 +409,7 @@ async function decideEnrollment(
 ): Promise<{ decision: Allowed; token: EnrollmentToken }> {
   let token: EnrollmentToken;
   try {
-    token = await deps.windows.checkToken(claims.code);
+    token = await deps.windows.tokenForEnrollment(claims.code);
   } catch (err) {
     await deps.gate.recordTokenRefusal(facts, err);
     throw authenticationFault(err);

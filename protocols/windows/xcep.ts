@@ -62,8 +62,23 @@ export interface GetPoliciesResponseInput {
 
 const DEFAULT_PROVIDERS = ['Microsoft Platform Crypto Provider', 'Microsoft Software Key Storage Provider'];
 
+/** The body every device gets (no policy option set), made once. */
+let defaultBody: string | undefined;
+
 /** A GetPoliciesResponse with one policy (policySchema 3, as MS-MDE2 §3.3.4.1.1.2 requires). */
 export function buildGetPoliciesResponse(p: GetPoliciesResponseInput): string {
+  const { relatesTo, ...policy } = p;
+  const body = Object.keys(policy).length ? policiesBody(policy) : (defaultBody ??= policiesBody(policy));
+  return soapEnvelope({
+    action: ACTION_GET_POLICIES_RESPONSE,
+    relatesTo,
+    namespaces: { u: NS_WSU },
+    bodySchemaNamespaces: true,
+    body,
+  });
+}
+
+function policiesBody(p: Omit<GetPoliciesResponseInput, 'relatesTo'>): string {
   const oid = p.hashAlgorithmOid ?? OID_SHA256;
   const oidName = p.hashAlgorithmName ?? (oid === OID_SHA256 ? 'szOID_NIST_sha256' : undefined);
   const providers = (p.cryptoProviders ?? DEFAULT_PROVIDERS).map((x) => el('provider', x)).join('');
@@ -86,7 +101,7 @@ export function buildGetPoliciesResponse(p: GetPoliciesResponseInput): string {
     el('hashAlgorithmOIDReference', 0) +
     ['rARequirements', 'keyArchivalAttributes', 'extensions'].map((t) => el(t, undefined)).join('') +
     `</attributes>`;
-  const body =
+  return (
     `<GetPoliciesResponse xmlns="${NS_POLICY}">` +
     `<response>` +
     `<policyID/>` +
@@ -95,12 +110,6 @@ export function buildGetPoliciesResponse(p: GetPoliciesResponseInput): string {
     `</response>` +
     el('cAs', undefined) +
     `<oIDs><oID>${el('value', oid)}${el('group', 1)}${el('oIDReferenceID', 0)}${el('defaultName', oidName)}</oID></oIDs>` +
-    `</GetPoliciesResponse>`;
-  return soapEnvelope({
-    action: ACTION_GET_POLICIES_RESPONSE,
-    relatesTo: p.relatesTo,
-    namespaces: { u: NS_WSU },
-    bodySchemaNamespaces: true,
-    body,
-  });
+    `</GetPoliciesResponse>`
+  );
 }

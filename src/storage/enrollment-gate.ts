@@ -87,27 +87,78 @@ const CONTEXT = `
         WHERE ($1::text IS NOT NULL OR EXISTS (SELECT 1 FROM u)) AND ${PENDING_FOR_U}) t) AS pending_terms`;
 
 /**
- * What an allowed enrollment gets, in one statement: the device's ownership, user (a user named for
- * the first time gets a directory entry), category, policy and name; a matching corporate identifier
- * and pre-approval marked enrolled, and the pre-approval's placeholder removed from the device list
- * (the real device takes its place).
+ * The device columns an allowed enrollment sets, over the parameters of allowedParams (`who` is the
+ * CTE of allowedUser). `prior(column)` is what the row holds without the rules: an update's own
+ * column, an insert's reported value.
  */
-const APPLY = namedStatement('mooring_enrollment_apply', `
-  WITH ${findOrMakeUser(':ref::text', ':need::boolean')}, who AS (
+export function allowedDeviceColumns(prior: (column: string) => string): Array<[column: string, value: string]> {
+  return [
+    ['ownership', ':ownership'],
+    ['ownership_source', ':source'],
+    ['user_id', '(SELECT id FROM who)'],
+    ['user_ref', ':ref::text'],
+    ['enrolled_by', ':enrolled_by::uuid'],
+    ['counts_for_cap', ':counts::boolean'],
+    ['enrollment_trace', ':trace::jsonb'],
+    ['category_id', `coalesce(:category_id::uuid, ${prior('category_id')})`],
+    ['category', `coalesce((SELECT name FROM device_categories WHERE id = :category_id::uuid), ${prior('category')})`],
+    ['policy_id', `coalesce(:policy_id::uuid, ${prior('policy_id')})`],
+    ['name', `coalesce(:name::text, ${prior('name')})`],
+  ];
+}
+
+/**
+ * CTEs `found`, `made` and `who`: the device's user. A user named for the first time (an enrollment
+ * that counts against a user's devices) gets a directory entry, made only when `guard` holds too.
+ */
+export function allowedUser(guard = 'true'): string {
+  return `${findOrMakeUser(':ref::text', `:need::boolean AND ${guard}`)}, who AS (
     SELECT coalesce(:user_id::uuid, (SELECT id FROM found), (SELECT id FROM made)) AS id
-  ), dev AS (
-    UPDATE devices SET ownership = :ownership, ownership_source = :source, user_id = (SELECT id FROM who), user_ref = :ref::text,
-           enrolled_by = :enrolled_by::uuid, counts_for_cap = :counts::boolean, enrollment_trace = :trace::jsonb,
-           category_id = coalesce(:category_id::uuid, category_id),
-           category = coalesce((SELECT name FROM device_categories WHERE id = :category_id::uuid), category),
-           policy_id = coalesce(:policy_id::uuid, policy_id), name = coalesce(:name::text, name), updated_at = now()
-     WHERE id = :id::uuid
-  ), ci AS (
-    UPDATE corporate_identifiers SET device_id = :id::uuid, enrolled_at = now(), updated_at = now() WHERE id = :ci::uuid
+  )`;
+}
+
+/**
+ * CTEs `ci`, `pre` and `placeholder`: a matching corporate identifier and pre-approval marked enrolled
+ * by the device `device` (SQL for its id; nothing is written when it is NULL), and the pre-approval's
+ * placeholder removed from the device list (the real device takes its place).
+ */
+export function allowedMarks(device: string): string {
+  return `ci AS (
+    UPDATE corporate_identifiers SET device_id = ${device}, enrolled_at = now(), updated_at = now() WHERE id = :ci::uuid AND ${device} IS NOT NULL
   ), pre AS (
-    UPDATE preapproved_devices SET device_id = :id::uuid, enrolled_at = now() WHERE id = :pre::uuid RETURNING placeholder_device_id
-  )
-  DELETE FROM devices d USING pre WHERE d.id = pre.placeholder_device_id AND d.id <> :id::uuid AND d.status = 'pre_approved'`);
+    UPDATE preapproved_devices SET device_id = ${device}, enrolled_at = now() WHERE id = :pre::uuid AND ${device} IS NOT NULL RETURNING placeholder_device_id
+  ), placeholder AS (
+    DELETE FROM devices d USING pre WHERE d.id = pre.placeholder_device_id AND d.id <> ${device} AND d.status = 'pre_approved'
+  )`;
+}
+
+/** The values of allowedUser, allowedDeviceColumns and allowedMarks for a decision. */
+export function allowedParams(d: Allowed): Record<string, unknown> {
+  const trace: EnrollmentTrace = d.trace;
+  return {
+    need: !d.userId && Boolean(d.userRef) && d.countsForCap,
+    ref: d.userRef,
+    user_id: d.userId,
+    ownership: d.ownership,
+    source: d.ownershipSource,
+    enrolled_by: d.enrolledBy,
+    counts: d.countsForCap,
+    trace: JSON.stringify(trace),
+    category_id: d.categoryId,
+    policy_id: d.policyId,
+    name: d.deviceName,
+    ci: trace.corporate_identifier_id ?? null,
+    pre: trace.preapproved_id ?? null,
+  };
+}
+
+/** What an allowed enrollment gets, in one statement, for a device that is already written. */
+const APPLY = namedStatement('mooring_enrollment_apply', `
+  WITH ${allowedUser()}, dev AS (
+    UPDATE devices SET ${allowedDeviceColumns((column) => column).map(([column, value]) => `${column} = ${value}`).join(', ')}, updated_at = now()
+     WHERE id = :id::uuid
+  ), ${allowedMarks(':id::uuid')}
+  SELECT 1`);
 
 interface ContextRow {
   user: EnrollmentContext['user'] | null;
@@ -214,26 +265,7 @@ export class PgEnrollmentGate {
    * pre-approval's placeholder row leaves the device list (the real device takes its place).
    */
   async apply(deviceId: string, d: Allowed, conn: Db = this.db): Promise<void> {
-    const trace: EnrollmentTrace = d.trace;
-    // A user named for the first time (an enrollment that counts against a user's devices) gets a
-    // directory entry, found or made in the same statement.
-    const needUser = !d.userId && Boolean(d.userRef) && d.countsForCap;
-    await runNamed(conn, APPLY, {
-      need: needUser,
-      ref: d.userRef,
-      user_id: d.userId,
-      id: deviceId,
-      ownership: d.ownership,
-      source: d.ownershipSource,
-      enrolled_by: d.enrolledBy,
-      counts: d.countsForCap,
-      trace: JSON.stringify(trace),
-      category_id: d.categoryId,
-      policy_id: d.policyId,
-      name: d.deviceName,
-      ci: trace.corporate_identifier_id ?? null,
-      pre: trace.preapproved_id ?? null,
-    });
+    await applyAllowed(conn, deviceId, d);
   }
 
   /** The categories a user may choose from on an enrollment page, by name. */
@@ -275,6 +307,11 @@ export class PgEnrollmentGate {
       return recorded;
     });
   }
+}
+
+/** PgEnrollmentGate.apply on a given connection (a platform store's enrollment transaction). */
+export async function applyAllowed(conn: Db, deviceId: string, d: Allowed): Promise<void> {
+  await runNamed(conn, APPLY, { ...allowedParams(d), id: deviceId });
 }
 
 /** The directory entry an email or UPN names; a name seen for the first time gets one (by email). */

@@ -14,6 +14,8 @@ import type { Db } from './db';
 import { eventRow } from './events';
 import { hashSecret, normalizeEnrollmentToken } from '../core/secrets';
 import { usableTokenSql, type EnrollmentToken, type PgTokenStore } from './tokens';
+import { allowedDeviceColumns, allowedMarks, allowedParams, allowedUser, applyAllowed } from './enrollment-gate';
+import type { Allowed } from '../core/enrollment-policy';
 
 export interface WindowsEnrollInput {
   token: string;
@@ -26,6 +28,8 @@ export interface WindowsEnrollInput {
   userPrincipalName?: string;
   /** The token as the caller already checked it (the enrollment rules needed it): not read again. */
   checkedToken?: EnrollmentToken;
+  /** What the enrollment rules decided: written with the enrollment. */
+  decision: Allowed;
   /** Issues the identity certificate once the token checks out (inside the transaction). */
   issue(): Promise<IssuedCertificate>;
 }
@@ -40,20 +44,25 @@ export interface ManagedChannel {
   push_token: string | null;
 }
 
+/** What a first enrollment's device holds before the rules' outcome: what the device reported. */
+const REPORTED: Record<string, string> = { category_id: 'NULL', category: 'NULL', policy_id: 'tok.policy_id', name: ':device_name::text' };
+const DEVICE_COLUMNS = allowedDeviceColumns((column) => REPORTED[column] ?? 'NULL');
+
 /**
  * A first enrollment in one statement: one use of the token (the token rule from storage/tokens.ts),
- * the device, its channel bound to the certificate, the certificate record and the event. No row when
- * the token can no longer enroll or the DeviceID already has a channel (a re-enrollment).
+ * the device with what the enrollment rules decided (storage/enrollment-gate.ts), its channel bound to
+ * the certificate, the certificate record and the event. No row, and no write, when the token can no
+ * longer enroll or the DeviceID already has a channel (a re-enrollment).
  */
 const ENROLL_NEW = namedStatement('mooring_windows_enroll', `
   WITH tok AS (
     UPDATE enrollment_tokens t SET uses = t.uses + 1
      WHERE t.token_hash = :hash AND t.platform = 'windows' AND ${usableTokenSql('t')}
        AND NOT EXISTS (SELECT 1 FROM enrollments WHERE platform = 'windows' AND channel_key = :channel)
-     RETURNING t.id, t.ownership, t.user_ref, t.policy_id
-  ), dev AS (
-    INSERT INTO devices (platform, status, ownership, mode, hardware_id, os_version, name, user_ref, policy_id, enrolled_at, last_seen_at, inventory)
-    SELECT 'windows', 'enrolled', tok.ownership, :mode, :hw, :os, :name, coalesce(:upn, tok.user_ref), tok.policy_id, now(), now(), '{}' FROM tok
+     RETURNING t.id, t.policy_id
+  ), ${allowedUser('EXISTS (SELECT 1 FROM tok)')}, dev AS (
+    INSERT INTO devices (platform, status, mode, hardware_id, os_version, enrolled_at, last_seen_at, inventory, ${DEVICE_COLUMNS.map(([column]) => column).join(', ')})
+    SELECT 'windows', 'enrolled', :mode, :hw, :os, now(), now(), '{}', ${DEVICE_COLUMNS.map(([, value]) => value).join(', ')} FROM tok
     RETURNING id
   ), enr AS (
     INSERT INTO enrollments (device_id, platform, channel_key, channel_type, status, cert_sha256, last_seen_at)
@@ -67,7 +76,7 @@ const ENROLL_NEW = namedStatement('mooring_windows_enroll', `
     SELECT 'device.enrolled', enr.device_id, 'enrollment_token:' || tok.id,
            jsonb_build_object('platform', 'windows', 'mode', :mode::text, 'enrollment_token_id', tok.id)
       FROM enr, tok
-  )
+  ), ${allowedMarks('(SELECT id FROM dev)')}
   SELECT enr.device_id, enr.id AS enrollment_id FROM enr`);
 
 /**
@@ -99,7 +108,38 @@ const IDENTIFY_AND_RECORD = `
   )
   SELECT * FROM ch`;
 
+/**
+ * Tokens a policy request found usable, by digest, for the enrollment request that follows it (a
+ * device sends both within seconds). Bounded: only usable tokens get in, the oldest leave first.
+ */
+class RecentTokens {
+  static readonly TTL_MS = 60_000;
+  static readonly MAX = 1000;
+  readonly #byHash = new Map<string, { token: EnrollmentToken; until: number }>();
+
+  remember(secret: string, token: EnrollmentToken): void {
+    const hash = digestOf(secret);
+    this.#byHash.delete(hash); // re-inserted last: the map's order is the eviction order
+    this.#byHash.set(hash, { token, until: Date.now() + RecentTokens.TTL_MS });
+    if (this.#byHash.size > RecentTokens.MAX) this.#byHash.delete(this.#byHash.keys().next().value!);
+  }
+
+  get(secret: string): EnrollmentToken | undefined {
+    const hash = digestOf(secret);
+    const entry = this.#byHash.get(hash);
+    if (entry && entry.until > Date.now()) return entry.token;
+    if (entry) this.#byHash.delete(hash);
+    return undefined;
+  }
+}
+
+function digestOf(secret: string): string {
+  return hashSecret(normalizeEnrollmentToken(secret));
+}
+
 export class PgWindowsStore {
+  readonly #recent = new RecentTokens();
+
   constructor(
     private readonly db: Db,
     private readonly tokens: PgTokenStore,
@@ -107,17 +147,31 @@ export class PgWindowsStore {
     private readonly handout: pg.Pool,
   ) {}
 
-  /** Checks a token without spending a use or locking it (policy requests, the sign-in page). */
+  /**
+   * Checks a token without spending a use or locking it (policy requests); a usable one is remembered
+   * for the enrollment request that follows (see tokenForEnrollment).
+   */
   async tokenIsUsable(secret: string): Promise<boolean> {
-    return this.tokens.checkEnrollmentToken(secret, 'windows').then(
-      () => true,
-      () => false,
-    );
+    try {
+      this.#recent.remember(secret, await this.checkToken(secret));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The token, checked without spending a use (its refusals carry the stable token codes). */
   async checkToken(secret: string): Promise<EnrollmentToken> {
     return this.tokens.checkEnrollmentToken(secret, 'windows');
+  }
+
+  /**
+   * The token of an enrollment request: as its policy request found it moments ago, else checked now.
+   * Only its fixed fields (id, ownership, user, category, policy) are used from it; whether it can
+   * still enroll (revoked, expired, used up since) is decided again by the statement spending the use.
+   */
+  async tokenForEnrollment(secret: string): Promise<EnrollmentToken> {
+    return this.#recent.get(secret) ?? this.checkToken(secret);
   }
 
   async enroll(input: WindowsEnrollInput): Promise<{ deviceId: string; enrollmentId: string; certificate: IssuedCertificate; reenrolled: boolean }> {
@@ -136,14 +190,14 @@ export class PgWindowsStore {
   async #enrollNew(input: WindowsEnrollInput, c: IssuedCertificate): Promise<{ deviceId: string; enrollmentId: string } | undefined> {
     try {
       const rows = await runNamed<{ device_id: string; enrollment_id: string }>(this.db, ENROLL_NEW, {
-        hash: hashSecret(normalizeEnrollmentToken(input.token)),
+        hash: digestOf(input.token),
         channel: input.deviceId,
         mode: input.mode,
         hw: input.hwDevId ?? input.deviceId,
         os: input.osVersion ?? null,
-        name: input.deviceName ?? null,
-        upn: input.userPrincipalName ?? null,
+        device_name: input.deviceName ?? null,
         ...identityCertificateRow(c),
+        ...allowedParams(input.decision),
       });
       return rows[0] ? { deviceId: rows[0].device_id, enrollmentId: rows[0].enrollment_id } : undefined;
     } catch (err) {
@@ -186,6 +240,7 @@ export class PgWindowsStore {
           .returning('*');
       }
       await trx('issued_certificates').insert({ ...identityCertificateRow(certificate), device_id: device!.id, enrollment_id: enrollment!.id });
+      await applyAllowed(trx, device!.id, input.decision);
       // Spent last, so its row is locked for the shortest time; a token used up meanwhile rolls all back.
       await this.tokens.redeemEnrollmentToken(input.token, 'windows', trx);
       await trx('events').insert(

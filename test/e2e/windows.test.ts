@@ -8,8 +8,10 @@
  */
 import 'reflect-metadata';
 import crypto from 'node:crypto';
+import https from 'node:https';
 import * as x509 from '@peculiar/x509';
 import { WindowsCommands } from '../../protocols/windows/commands';
+import { parseSyncMl } from '../../protocols/windows/syncml';
 import { PlatformRegistry } from '../../src/core/platforms';
 import { listenHttps, readFault, SimulatedWindowsDevice, SOAP_CONTENT_TYPE, SYNCML_CONTENT_TYPE } from '../helpers/windows-device';
 import { startTestServer, type TestServer } from '../helpers/server';
@@ -357,6 +359,52 @@ describe('enrollment refusals', () => {
     expect((await device.discover('9.0')).status).toBe(200);
     expect((await device.enroll({ password: token })).status).toBe(200); // the token was never spent
   });
+
+  it('refuses at enrollment a token revoked after the policy request, spends nothing and reports it', async () => {
+    const { id, token } = await windowsToken();
+    const device = pc();
+    await device.discover('9.0');
+    expect((await device.getPolicies({ password: token })).status).toBe(200);
+    await s.api.delete(`/api/v1/enrollment-tokens/${id}`).expect(200);
+    const enroll = await device.enroll({ password: token });
+    expectSoapAnswer(enroll, 500);
+    expect(enroll.fault?.subcode).toBe('Authentication');
+    expect((await s.api.get('/api/v1/devices').query({ platform: 'windows', q: device.hwDevId }).expect(200)).body.items).toEqual([]);
+    expect((await s.m.db('enrollment_tokens').where({ id }).first('uses')).uses).toBe(0);
+    const failures = await s.api.get('/api/v1/reports/enrollment-failures').query({ reason: 'token_revoked', platform: 'windows' }).expect(200);
+    expect(failures.body.items[0]).toMatchObject({ reason: 'token_revoked', platform: 'windows', method: 'windows_onpremise' });
+  });
+});
+
+describe('enrollment rules outcome', () => {
+  it('gives a first enrollment and a re-enrollment the same ownership, user, category and policy', async () => {
+    const email = `rules-${crypto.randomUUID()}@example.com`;
+    const policy = (await s.api.post('/api/v1/policies').send({ name: `Rules ${crypto.randomUUID()}`, settings: {} }).expect(201)).body;
+    const category = (await s.api.post('/api/v1/device-categories').send({ name: `Desks ${crypto.randomUUID()}` }).expect(201)).body;
+    const { token } = await windowsToken(s, { max_uses: 2, ownership: 'corporate', policy_id: policy.id, category_id: category.id });
+    const device = pc({ email });
+    await device.discover('9.0');
+    const columns = ['ownership', 'ownership_source', 'user_id', 'user_ref', 'enrolled_by', 'counts_for_cap', 'category_id', 'category', 'policy_id', 'name', 'enrollment_trace'];
+    const rowOf = async () => s.m.db('devices').where({ id: await adminIdOf(device) }).first(columns);
+
+    expect((await device.enroll({ password: token })).status).toBe(200); // the one-statement path
+    const first = await rowOf();
+    const user = await s.m.db('users').where({ email }).first('id');
+    expect(first).toMatchObject({
+      ownership: 'corporate',
+      ownership_source: 'token',
+      user_id: user.id,
+      user_ref: email,
+      enrolled_by: null,
+      counts_for_cap: true,
+      category_id: category.id,
+      category: category.name,
+      policy_id: policy.id,
+      name: device.deviceName,
+    });
+    expect((await device.enroll({ password: token })).status).toBe(200); // the re-enrollment transaction
+    expect(await rowOf()).toEqual(first);
+  });
 });
 
 describe('management identity', () => {
@@ -412,6 +460,52 @@ describe('management identity', () => {
       expect(res.status).toBeLessThan(500);
     }
     expect((await device.session()).headerStatuses).toEqual(['200']);
+  });
+
+  it('answers a session on one kept-alive connection, and refuses it at once after the device left', async () => {
+    const { device, id } = await enrolledPc();
+    const wipe = await sendCommand(id, { type: 'wipe' }).expect(202);
+    const identity = await device.identity();
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: net.caPem, cert: identity.certPem, key: identity.keyPem });
+    const url = new URL(device.provisioning!.managementUrl);
+    const sessionId = 'kept-alive';
+    const post = (msgId: number, body: string) =>
+      new Promise<{ reused: boolean; header: string | undefined; commands: string[] }>((resolve, reject) => {
+        const xml =
+          `<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>${sessionId}</SessionID><MsgID>${msgId}</MsgID>` +
+          `<Target><LocURI>${url.href}</LocURI></Target><Source><LocURI>${device.deviceId}</LocURI></Source></SyncHdr><SyncBody>${body}<Final/></SyncBody></SyncML>`;
+        const req = https.request(
+          { host: '127.0.0.1', servername: 'localhost', port: url.port, path: url.pathname, method: 'POST', agent, headers: { host: url.host, 'content-type': SYNCML_CONTENT_TYPE } },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const reply = parseSyncMl(Buffer.concat(chunks).toString('utf8'));
+              const header = reply.body.find((c) => c.kind === 'Status' && c.cmd === 'SyncHdr');
+              resolve({ reused: req.reusedSocket, header: header?.kind === 'Status' ? header.data : undefined, commands: reply.body.filter((c) => c.kind === 'Exec').map((c) => c.cmdId) });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(xml);
+      });
+    try {
+      const first = await post(1, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>');
+      expect(first).toMatchObject({ header: '200', commands: [wipe.body.id] });
+      // A Status only: nothing to record, answered from the session's channel.
+      const second = await post(2, `<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>${wipe.body.id}</CmdRef><Cmd>Exec</Cmd><Data>200</Data></Status>`);
+      expect(second).toMatchObject({ reused: true, header: '200', commands: [] });
+      expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('acknowledged');
+      const leaving =
+        `<Alert><CmdID>1</CmdID><Data>1226</Data><Item><Meta><Type xmlns="syncml:metinf">com.microsoft:mdm.unenrollment.userrequest</Type>` +
+        `<Format xmlns="syncml:metinf">int</Format></Meta><Data>1</Data></Item></Alert>`;
+      expect(await post(3, leaving)).toMatchObject({ reused: true, header: '200' });
+      expect((await s.api.get(`/api/v1/devices/${id}`).expect(200)).body.status).toBe('unenrolled');
+      // The same session goes on: the channel it started with is not used any more.
+      expect(await post(4, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>')).toMatchObject({ reused: true, header: '401' });
+    } finally {
+      agent.destroy();
+    }
   });
 });
 

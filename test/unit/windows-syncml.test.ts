@@ -11,6 +11,8 @@ import {
   type SyncMlCommand,
 } from '../../protocols/windows/syncml';
 import { DEVICE_INFO_NODES, WindowsCommands, isWindowsMobile } from '../../protocols/windows/commands';
+import { SessionChannels, type SessionKey } from '../../protocols/windows/sessions';
+import type { ManagedChannel } from '../../src/storage/windows';
 import type { DeviceFacts, Params } from '../../src/core/types';
 
 const FIXTURES = path.join(__dirname, '../../fixtures/windows/syncml');
@@ -332,5 +334,33 @@ describe('refused input', () => {
 
   it('too large', () => {
     expect(() => parseSyncMl(pkg, { maxBytes: 100, maxDepth: 32 })).toThrow(expect.objectContaining({ code: 'too_large' }));
+  });
+});
+
+describe('session channels', () => {
+  const channel: ManagedChannel = { device_id: 'd', enrollment_id: 'e', channel_key: DEVICE_ID, status: 'enrolled', push_token: null };
+  const key: SessionKey = { certSha256: 'sha', source: DEVICE_ID, sessionId: '7' };
+  afterEach(() => jest.useRealTimers());
+
+  it('serves the same connection, certificate, device and session only, for a bounded time', () => {
+    jest.useFakeTimers();
+    const sessions = new SessionChannels();
+    const connection = {};
+    sessions.remember(connection, key, channel);
+    expect(sessions.recall(connection, key)).toBe(channel);
+    expect(sessions.recall({}, key)).toBeUndefined();
+    for (const other of [{ certSha256: 'other' }, { source: 'ANOTHER' }, { sessionId: '8' }]) {
+      expect(sessions.recall(connection, { ...key, ...other })).toBeUndefined();
+    }
+    jest.advanceTimersByTime(SessionChannels.TTL_MS);
+    expect(sessions.recall(connection, key)).toBeUndefined();
+  });
+
+  it('forgets a connection\'s channel', () => {
+    const sessions = new SessionChannels();
+    const connection = {};
+    sessions.remember(connection, key, channel);
+    sessions.forget(connection);
+    expect(sessions.recall(connection, key)).toBeUndefined();
   });
 });
