@@ -193,6 +193,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         wnsPackageFamilyName: config.wns.pfn,
         gate,
         sealer,
+        idle,
         logger: logger.child({ component: 'windows' }),
       }),
     ];

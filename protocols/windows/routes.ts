@@ -17,7 +17,8 @@ import type { CommandService } from '../../src/core/commands';
 import { EnrollmentRefusal, REFUSAL_MESSAGES, type Allowed, type EnrollmentFacts } from '../../src/core/enrollment-policy';
 import { isMooringError } from '../../src/core/errors';
 import type { PlatformCommands } from '../../src/core/platforms';
-import type { Json } from '../../src/core/types';
+import type { IdleCache } from '../../src/core/idle-cache';
+import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { CertificateAuthority } from '../../src/pki/ca';
@@ -60,6 +61,11 @@ export interface WindowsRoutesDeps {
   gate: PgEnrollmentGate;
   /** Seals the federated token the sign-in page hands out. */
   sealer: Sealer;
+  /**
+   * Remembers channels a hand-out left with nothing queued, so a later message at the same queue
+   * generation (the device's Status answer, usually) skips the hand-out (absent: every message asks).
+   */
+  idle?: IdleCache;
 }
 
 const PUSH_NODE = './Vendor/MSFT/DMClient/Provider/Mooring/Push';
@@ -231,8 +237,9 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       return void res.status(400).type(SYNCML).send('');
     }
     const reading = readMessage(message);
-    const channel = await identify(deps, sessions, req, message, reading);
-    const reply = channel ? await manage(deps, channel, message, reading, baseUrl(req, deps.publicUrl)) : refuse(message, baseUrl(req, deps.publicUrl));
+    const identified = await identify(deps, sessions, req, message, reading);
+    const base = baseUrl(req, deps.publicUrl);
+    const reply = identified ? await manage(deps, identified, message, reading, base) : refuse(message, base);
     res.status(200).type(SYNCML).send(reply);
   });
 
@@ -271,7 +278,13 @@ function readMessage(message: SyncMlMessage): MessageReading {
  * a later message of the session with nothing to record uses the channel its session found (see
  * sessions.ts).
  */
-async function identify(deps: WindowsRoutesDeps, sessions: SessionChannels, req: Request, message: SyncMlMessage, reading: MessageReading): Promise<ManagedChannel | undefined> {
+async function identify(
+  deps: WindowsRoutesDeps,
+  sessions: SessionChannels,
+  req: Request,
+  message: SyncMlMessage,
+  reading: MessageReading,
+): Promise<{ channel: ManagedChannel; certSha256: string } | undefined> {
   const der = clientCertificate(req, deps.trustedProxyCertHeader);
   if (!der) return undefined;
   const verdict = verifyClientCertificate(der, deps.ca.certPem);
@@ -282,7 +295,7 @@ async function identify(deps: WindowsRoutesDeps, sessions: SessionChannels, req:
   const key = { certSha256: verdict.sha256, source: message.source, sessionId: message.sessionId };
   const nothingToRecord = !reading.leaving && Object.keys(reading.inventory).length === 0;
   const remembered = nothingToRecord ? sessions.recall(req.socket, key) : undefined;
-  if (remembered) return remembered;
+  if (remembered) return { channel: remembered, certSha256: verdict.sha256 };
   // What is looked up now replaces what the connection remembered (a refusal or a device leaving: nothing).
   sessions.forget(req.socket);
   const channel = await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory);
@@ -291,11 +304,17 @@ async function identify(deps: WindowsRoutesDeps, sessions: SessionChannels, req:
     return undefined;
   }
   if (!reading.leaving) sessions.remember(req.socket, key, channel);
-  return channel;
+  return { channel, certSha256: verdict.sha256 };
 }
 
 /** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
-async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message: SyncMlMessage, reading: MessageReading, base: string): Promise<string> {
+async function manage(
+  deps: WindowsRoutesDeps,
+  { channel, certSha256 }: { channel: ManagedChannel; certSha256: string },
+  message: SyncMlMessage,
+  reading: MessageReading,
+  base: string,
+): Promise<string> {
   const { statuses, results, leaving, channelUri } = reading;
   if (channelUri?.startsWith('https://') && channelUri !== channel.push_token) {
     await deps.windows.setPushToken(channel, channelUri);
@@ -311,10 +330,25 @@ async function manage(deps: WindowsRoutesDeps, channel: ManagedChannel, message:
     await deps.windows.unenroll(channel);
     return reply(message, base, statuses, []);
   }
-  const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
+  const next = await nextCommands(deps, channel, certSha256);
   // Ask at the start of each session only, so a device that cannot answer is not asked in a loop.
   const askForChannel = deps.wnsPackageFamilyName && message.msgId === '1' ? pushChannelRequest(deps.wnsPackageFamilyName, Boolean(channel.push_token)) : [];
   return reply(message, base, statuses, [...next.map((c) => c.payload), ...askForChannel]);
+}
+
+/**
+ * The next commands for this message. A hand-out that took fewer than it could left the queue empty:
+ * until the queue generation moves (an enqueue, a redelivery), later messages have nothing to take
+ * and skip the round trip. The generation is read before the hand-out, so a command queued while it
+ * runs either is taken by it or moves the generation.
+ */
+async function nextCommands(deps: WindowsRoutesDeps, channel: ManagedChannel, certSha256: string): Promise<Command[]> {
+  const key = `windows:${channel.enrollment_id}`;
+  const generation = deps.idle ? await deps.idle.current() : undefined;
+  if (deps.idle?.isIdle(key, certSha256, generation)) return [];
+  const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
+  if (next.length < COMMANDS_PER_MESSAGE) deps.idle?.remember(key, certSha256, generation);
+  return next;
 }
 
 function reply(message: SyncMlMessage, base: string, statuses: ReplyStatus[], commands: string[], headerStatus?: string): string {

@@ -68,6 +68,35 @@ async function adminIdOf(device: SimulatedWindowsDevice, server: TestServer = s)
 
 const sendCommand = (deviceId: string, body: Record<string, unknown>, server: TestServer = s) => server.api.post(`/api/v1/devices/${deviceId}/commands`).send(body);
 
+/** One OMA-DM session posted message by message over one kept-alive TLS connection. */
+async function keptAliveSession(device: SimulatedWindowsDevice, sessionId: string, on: Net = net) {
+  const identity = await device.identity();
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: on.caPem, cert: identity.certPem, key: identity.keyPem });
+  const url = new URL(device.provisioning!.managementUrl);
+  const post = (msgId: number, body: string) =>
+    new Promise<{ reused: boolean; header: string | undefined; commands: string[] }>((resolve, reject) => {
+      const xml =
+        `<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>${sessionId}</SessionID><MsgID>${msgId}</MsgID>` +
+        `<Target><LocURI>${url.href}</LocURI></Target><Source><LocURI>${device.deviceId}</LocURI></Source></SyncHdr><SyncBody>${body}<Final/></SyncBody></SyncML>`;
+      const req = https.request(
+        { host: '127.0.0.1', servername: 'localhost', port: url.port, path: url.pathname, method: 'POST', agent, headers: { host: url.host, 'content-type': SYNCML_CONTENT_TYPE } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const reply = parseSyncMl(Buffer.concat(chunks).toString('utf8'));
+            const header = reply.body.find((c) => c.kind === 'Status' && c.cmd === 'SyncHdr');
+            resolve({ reused: req.reusedSocket, header: header?.kind === 'Status' ? header.data : undefined, commands: reply.body.filter((c) => c.kind === 'Exec' || c.kind === 'Get').map((c) => c.cmdId) });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(xml);
+    });
+  return { post, close: () => agent.destroy() };
+}
+const statusOf = (commandId: string, code = '200') => `<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>${commandId}</CmdRef><Cmd>Exec</Cmd><Data>${code}</Data></Status>`;
+
 function expectSoapAnswer(res: { status: number; contentType?: string; contentLength?: string; transferEncoding?: string }, status: number) {
   expect(res.status).toBe(status);
   expect(res.contentType).toBe(SOAP_CONTENT_TYPE);
@@ -465,46 +494,64 @@ describe('management identity', () => {
   it('answers a session on one kept-alive connection, and refuses it at once after the device left', async () => {
     const { device, id } = await enrolledPc();
     const wipe = await sendCommand(id, { type: 'wipe' }).expect(202);
-    const identity = await device.identity();
-    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: net.caPem, cert: identity.certPem, key: identity.keyPem });
-    const url = new URL(device.provisioning!.managementUrl);
-    const sessionId = 'kept-alive';
-    const post = (msgId: number, body: string) =>
-      new Promise<{ reused: boolean; header: string | undefined; commands: string[] }>((resolve, reject) => {
-        const xml =
-          `<SyncML xmlns="SYNCML:SYNCML1.2"><SyncHdr><VerDTD>1.2</VerDTD><VerProto>DM/1.2</VerProto><SessionID>${sessionId}</SessionID><MsgID>${msgId}</MsgID>` +
-          `<Target><LocURI>${url.href}</LocURI></Target><Source><LocURI>${device.deviceId}</LocURI></Source></SyncHdr><SyncBody>${body}<Final/></SyncBody></SyncML>`;
-        const req = https.request(
-          { host: '127.0.0.1', servername: 'localhost', port: url.port, path: url.pathname, method: 'POST', agent, headers: { host: url.host, 'content-type': SYNCML_CONTENT_TYPE } },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => {
-              const reply = parseSyncMl(Buffer.concat(chunks).toString('utf8'));
-              const header = reply.body.find((c) => c.kind === 'Status' && c.cmd === 'SyncHdr');
-              resolve({ reused: req.reusedSocket, header: header?.kind === 'Status' ? header.data : undefined, commands: reply.body.filter((c) => c.kind === 'Exec').map((c) => c.cmdId) });
-            });
-          },
-        );
-        req.on('error', reject);
-        req.end(xml);
-      });
+    const session = await keptAliveSession(device, 'kept-alive');
     try {
-      const first = await post(1, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>');
+      const first = await session.post(1, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>');
       expect(first).toMatchObject({ header: '200', commands: [wipe.body.id] });
       // A Status only: nothing to record, answered from the session's channel.
-      const second = await post(2, `<Status><CmdID>1</CmdID><MsgRef>1</MsgRef><CmdRef>${wipe.body.id}</CmdRef><Cmd>Exec</Cmd><Data>200</Data></Status>`);
+      const second = await session.post(2, statusOf(wipe.body.id));
       expect(second).toMatchObject({ reused: true, header: '200', commands: [] });
       expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('acknowledged');
       const leaving =
         `<Alert><CmdID>1</CmdID><Data>1226</Data><Item><Meta><Type xmlns="syncml:metinf">com.microsoft:mdm.unenrollment.userrequest</Type>` +
         `<Format xmlns="syncml:metinf">int</Format></Meta><Data>1</Data></Item></Alert>`;
-      expect(await post(3, leaving)).toMatchObject({ reused: true, header: '200' });
+      expect(await session.post(3, leaving)).toMatchObject({ reused: true, header: '200' });
       expect((await s.api.get(`/api/v1/devices/${id}`).expect(200)).body.status).toBe('unenrolled');
       // The same session goes on: the channel it started with is not used any more.
-      expect(await post(4, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>')).toMatchObject({ reused: true, header: '401' });
+      expect(await session.post(4, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>')).toMatchObject({ reused: true, header: '401' });
     } finally {
-      agent.destroy();
+      session.close();
+    }
+  });
+
+});
+
+describe('hand-outs skipped while the queue has not moved (queue generation in Redis)', () => {
+  let idle: TestServer;
+  let idleNet: Net;
+  beforeAll(async () => {
+    idle = await startTestServer({ platforms: platforms(), queue: 'redis' });
+    idleNet = await listenHttps(idle.m);
+  });
+  afterAll(async () => {
+    await idleNet?.close();
+    await idle?.stop();
+  });
+
+  it('skips the hand-out after one that drained the queue, until a command is queued', async () => {
+    const { token } = await windowsToken(idle);
+    const device = pc({}, idleNet);
+    await device.discover('9.0');
+    await device.getPolicies({ password: token });
+    expect((await device.enroll({ password: token })).status).toBe(200);
+    const id = await adminIdOf(device, idle);
+    const restart = await sendCommand(id, { type: 'restart' }, idle).expect(202);
+    const handOuts = jest.spyOn(idle.m.commands, 'nextMany');
+    const session = await keptAliveSession(device, 'drained', idleNet);
+    try {
+      expect(await session.post(1, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>')).toMatchObject({ header: '200', commands: [restart.body.id] });
+      expect(handOuts).toHaveBeenCalledTimes(1);
+      // The first hand-out took fewer than it could: the queue is empty and nothing has moved since.
+      expect(await session.post(2, statusOf(restart.body.id))).toMatchObject({ header: '200', commands: [] });
+      expect(handOuts).toHaveBeenCalledTimes(1);
+      expect((await idle.api.get(`/api/v1/commands/${restart.body.id}`).expect(200)).body.status).toBe('acknowledged');
+      // A command queued mid-session moves the generation: the next message asks again and gets it.
+      const wipe = await sendCommand(id, { type: 'wipe' }, idle).expect(202);
+      expect(await session.post(3, statusOf(restart.body.id))).toMatchObject({ header: '200', commands: [wipe.body.id] });
+      expect(handOuts).toHaveBeenCalledTimes(2);
+    } finally {
+      handOuts.mockRestore();
+      session.close();
     }
   });
 });
