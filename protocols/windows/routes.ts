@@ -252,14 +252,22 @@ interface MessageReading {
   inventory: Record<string, Json>;
   results: Map<string, Record<string, string>>;
   leaving: boolean;
+  /** Whether the device answers on any of our commands (a Status with a CmdRef). */
+  reports: boolean;
   channelUri?: string;
 }
 
+/** A Status on one of our commands (not on the header or a message-level one). */
+function isReport(cmd: SyncMlMessage['body'][number]): cmd is Extract<SyncMlMessage['body'][number], { kind: 'Status' }> {
+  return cmd.kind === 'Status' && cmd.cmdRef !== '0' && cmd.cmd !== 'SyncHdr';
+}
+
 function readMessage(message: SyncMlMessage): MessageReading {
-  const reading: MessageReading = { statuses: [], inventory: {}, results: new Map(), leaving: false };
+  const reading: MessageReading = { statuses: [], inventory: {}, results: new Map(), leaving: false, reports: false };
   for (const cmd of message.body) {
     const status = statusFor(cmd, '200');
     if (status) reading.statuses.push(status);
+    if (isReport(cmd)) reading.reports = true;
     if (cmd.kind === 'Alert' && isUnenrollmentAlert(cmd)) reading.leaving = true;
     if (cmd.kind === 'Replace' || cmd.kind === 'Add') Object.assign(reading.inventory, inventoryFromItems(cmd.items));
     if (cmd.kind === 'Results') {
@@ -284,7 +292,7 @@ async function identify(
   req: Request,
   message: SyncMlMessage,
   reading: MessageReading,
-): Promise<{ channel: ManagedChannel; certSha256: string } | undefined> {
+): Promise<Identified | undefined> {
   const der = clientCertificate(req, deps.trustedProxyCertHeader);
   if (!der) return undefined;
   const verdict = verifyClientCertificate(der, deps.ca.certPem);
@@ -298,19 +306,34 @@ async function identify(
   if (remembered) return { channel: remembered, certSha256: verdict.sha256 };
   // What is looked up now replaces what the connection remembered (a refusal or a device leaving: nothing).
   sessions.forget(req.socket);
-  const channel = await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory);
+  // A message that reports on no command and is not leaving (a session's first, usually) gets its
+  // commands from the same statement: reports, when there are any, must be applied first.
+  const generation = deps.idle ? await deps.idle.current() : undefined;
+  const fold = !reading.reports && !reading.leaving;
+  const found = fold
+    ? await deps.windows.identifyRecordAndTake(verdict.sha256, message.source, reading.inventory, COMMANDS_PER_MESSAGE)
+    : { channel: await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory), commands: undefined };
+  const channel = found?.channel;
   if (!channel || channel.channel_key !== message.source || channel.status === 'unenrolled') {
     deps.logger.warn({ source: message.source }, 'a client certificate was presented for a device it does not belong to');
     return undefined;
   }
   if (!reading.leaving) sessions.remember(req.socket, key, channel);
-  return { channel, certSha256: verdict.sha256 };
+  if (found.commands) rememberIfDrained(deps, channel, verdict.sha256, generation, found.commands.length);
+  return { channel, certSha256: verdict.sha256, ...(found.commands ? { taken: found.commands } : {}) };
+}
+
+/** The device behind a message, and the commands handed out with its identification, if they were. */
+interface Identified {
+  channel: ManagedChannel;
+  certSha256: string;
+  taken?: Array<Pick<Command, 'id' | 'payload'>>;
 }
 
 /** One OMA-DM message: take in statuses, results and alerts; answer with statuses and the next commands. */
 async function manage(
   deps: WindowsRoutesDeps,
-  { channel, certSha256 }: { channel: ManagedChannel; certSha256: string },
+  { channel, certSha256, taken }: Identified,
   message: SyncMlMessage,
   reading: MessageReading,
   base: string,
@@ -321,7 +344,7 @@ async function manage(
     channel.push_token = channelUri; // in place: the session's remembered channel has it too
   }
   for (const cmd of message.body) {
-    if (cmd.kind !== 'Status' || cmd.cmdRef === '0' || cmd.cmd === 'SyncHdr') continue;
+    if (!isReport(cmd)) continue;
     // Reports only ever change a command of this very enrollment; any other CmdRef changes nothing.
     const outcome = deps.platform.parseResult({ status: cmd.data, results: results.get(cmd.cmdRef) });
     await deps.commands.report(channel.enrollment_id, cmd.cmdRef, outcome);
@@ -330,7 +353,7 @@ async function manage(
     await deps.windows.unenroll(channel);
     return reply(message, base, statuses, []);
   }
-  const next = await nextCommands(deps, channel, certSha256);
+  const next = taken ?? (await nextCommands(deps, channel, certSha256));
   // Ask at the start of each session only, so a device that cannot answer is not asked in a loop.
   const askForChannel = deps.wnsPackageFamilyName && message.msgId === '1' ? pushChannelRequest(deps.wnsPackageFamilyName, Boolean(channel.push_token)) : [];
   return reply(message, base, statuses, [...next.map((c) => c.payload), ...askForChannel]);
@@ -343,12 +366,18 @@ async function manage(
  * runs either is taken by it or moves the generation.
  */
 async function nextCommands(deps: WindowsRoutesDeps, channel: ManagedChannel, certSha256: string): Promise<Command[]> {
-  const key = `windows:${channel.enrollment_id}`;
   const generation = deps.idle ? await deps.idle.current() : undefined;
-  if (deps.idle?.isIdle(key, certSha256, generation)) return [];
+  if (deps.idle?.isIdle(idleKey(channel), certSha256, generation)) return [];
   const next = await deps.commands.nextMany(channel.enrollment_id, COMMANDS_PER_MESSAGE);
-  if (next.length < COMMANDS_PER_MESSAGE) deps.idle?.remember(key, certSha256, generation);
+  rememberIfDrained(deps, channel, certSha256, generation, next.length);
   return next;
+}
+
+const idleKey = (channel: ManagedChannel) => `windows:${channel.enrollment_id}`;
+
+/** A hand-out started at `generation` that took fewer than it could left the queue empty. */
+function rememberIfDrained(deps: WindowsRoutesDeps, channel: ManagedChannel, certSha256: string, generation: number | undefined, taken: number): void {
+  if (taken < COMMANDS_PER_MESSAGE) deps.idle?.remember(idleKey(channel), certSha256, generation);
 }
 
 function reply(message: SyncMlMessage, base: string, statuses: ReplyStatus[], commands: string[], headerStatus?: string): string {

@@ -5,7 +5,7 @@
  */
 import type { Device, Enrollment, Json } from '../core/types';
 import type { IssuedCertificate } from '../pki/issue';
-import { cancelOpenCommands } from './commands';
+import { cancelOpenCommands, takeNextSql } from './commands';
 import type pg from 'pg';
 import { seenIsDue } from './devices';
 import { namedStatement, runNamed } from './prepared';
@@ -88,7 +88,7 @@ const ENROLL_NEW = namedStatement('mooring_windows_enroll', `
  * without a write. Runs on the hand-out pool (asynchronous commit: a lost last-seen mark is written
  * again at the next session).
  */
-const IDENTIFY_AND_RECORD = `
+const RECORD_MESSAGE = `
   WITH ch AS (
     SELECT device_id, id AS enrollment_id, channel_key, status, CASE WHEN push_token_dead_at IS NULL THEN push_token END AS push_token
       FROM enrollments WHERE platform = 'windows' AND cert_sha256 = $1 LIMIT 1
@@ -105,8 +105,21 @@ const IDENTIFY_AND_RECORD = `
            os_version = coalesce($6::text, d.os_version)
      WHERE d.id = (SELECT device_id FROM mine)
        AND (${seenIsDue('d.last_seen_at')} OR ($3::jsonb IS NOT NULL AND NOT coalesce(d.inventory @> $3::jsonb, false)))
+  )`;
+
+const IDENTIFY_AND_RECORD = `${RECORD_MESSAGE} SELECT * FROM ch`;
+
+/**
+ * IDENTIFY_AND_RECORD and the channel's next commands ($7 at most), handed out in the same round trip:
+ * only for the channel the message comes from, not unenrolled (the hand-out rule of storage/commands.ts).
+ * One row per command taken, in delivery order, or one row with no command.
+ */
+const IDENTIFY_RECORD_AND_TAKE = `${RECORD_MESSAGE}, taken AS (
+    ${takeNextSql('(SELECT enrollment_id FROM mine)', 'false', '$7')}
   )
-  SELECT * FROM ch`;
+  SELECT ch.*, t.id AS command_id, t.payload AS command_payload
+    FROM ch LEFT JOIN taken t ON true
+   ORDER BY t.priority DESC, t.seq`;
 
 /**
  * Tokens a policy request found usable, by digest, for the enrollment request that follows it (a
@@ -261,11 +274,27 @@ export class PgWindowsStore {
    * still compares the channel with the message's Source and status: a mismatch wrote nothing.
    */
   async identifyAndRecord(sha256: string, source: string, inventory: Record<string, Json> | undefined): Promise<ManagedChannel | undefined> {
-    const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
-    const facts = reported ? pickFacts(reported) : {};
-    const values = [sha256, source, reported ? JSON.stringify(reported) : null, facts.model ?? null, facts.manufacturer ?? null, facts.os_version ?? null];
+    const values = messageValues(sha256, source, inventory);
     const { rows } = await this.handout.query<ManagedChannel>({ name: 'mooring_windows_message', text: IDENTIFY_AND_RECORD, values });
     return rows[0];
+  }
+
+  /**
+   * identifyAndRecord, and up to `limit` of the channel's commands handed out in the same statement
+   * (for a message that reports on no command: reports must be applied before a hand-out).
+   */
+  async identifyRecordAndTake(
+    sha256: string,
+    source: string,
+    inventory: Record<string, Json> | undefined,
+    limit: number,
+  ): Promise<{ channel: ManagedChannel; commands: Array<{ id: string; payload: string }> } | undefined> {
+    type Row = ManagedChannel & { command_id: string | null; command_payload: string | null };
+    const { rows } = await this.handout.query<Row>({ name: 'mooring_windows_message_take', text: IDENTIFY_RECORD_AND_TAKE, values: [...messageValues(sha256, source, inventory), limit] });
+    if (!rows[0]) return undefined;
+    const { command_id: _id, command_payload: _payload, ...channel } = rows[0];
+    const commands = rows.flatMap((r) => (r.command_id ? [{ id: r.command_id, payload: r.command_payload! }] : []));
+    return { channel, commands };
   }
 
   /** The WNS channel URI the device reported (it changes; the newest wins and revives a dead mark). */
@@ -282,6 +311,13 @@ export class PgWindowsStore {
       await trx('events').insert(eventRow({ type: 'device.unenrolled', device_id: channel.device_id, actor: 'device', data: { platform: 'windows' } }));
     });
   }
+}
+
+/** IDENTIFY_AND_RECORD's parameters $1-$6: the certificate, the Source, the inventory and its facts. */
+function messageValues(sha256: string, source: string, inventory: Record<string, Json> | undefined): Array<string | null> {
+  const reported = inventory && Object.keys(inventory).length ? inventory : undefined;
+  const facts = reported ? pickFacts(reported) : {};
+  return [sha256, source, reported ? JSON.stringify(reported) : null, facts.model ?? null, facts.manufacturer ?? null, facts.os_version ?? null];
 }
 
 /** Device facts that DevInfo/DevDetail report, copied onto the device row. */

@@ -452,6 +452,7 @@ describe('management identity', () => {
     const a = await enrolledPc();
     const b = await enrolledPc();
     const wipe = await sendCommand(a.id, { type: 'wipe' }).expect(202);
+    const bOwn = await sendCommand(b.id, { type: 'restart' }).expect(202);
     const forged = await b.device.session({ source: a.device.deviceId, devInfo: { Mod: 'Forged Model' } });
     expect(forged.commands).toEqual([]);
     // Nothing the forged message said was recorded, on either device.
@@ -459,6 +460,8 @@ describe('management identity', () => {
     expect(forged.exchanges.map((e) => e.body).join('')).not.toContain(wipe.body.id);
     if (forged.exchanges[0]!.status === 200) expect(forged.headerStatuses[0]).toMatch(/^40[137]$/);
     expect((await s.api.get(`/api/v1/commands/${wipe.body.id}`).expect(200)).body.status).toBe('queued');
+    // A refused message takes nothing from the certificate's own queue either.
+    expect((await s.api.get(`/api/v1/commands/${bOwn.body.id}`).expect(200)).body.status).toBe('queued');
     const own = await a.device.session();
     expect(own.commands.map((c) => c.cmdId)).toEqual([wipe.body.id]);
   });
@@ -539,16 +542,17 @@ describe('hand-outs skipped while the queue has not moved (queue generation in R
     const handOuts = jest.spyOn(idle.m.commands, 'nextMany');
     const session = await keptAliveSession(device, 'drained', idleNet);
     try {
+      // The first message reports on nothing: its commands come with its identification, in one statement.
       expect(await session.post(1, '<Alert><CmdID>1</CmdID><Data>1201</Data></Alert>')).toMatchObject({ header: '200', commands: [restart.body.id] });
-      expect(handOuts).toHaveBeenCalledTimes(1);
-      // The first hand-out took fewer than it could: the queue is empty and nothing has moved since.
+      expect(handOuts).toHaveBeenCalledTimes(0);
+      // That hand-out took fewer than it could: the queue is empty and nothing has moved since.
       expect(await session.post(2, statusOf(restart.body.id))).toMatchObject({ header: '200', commands: [] });
-      expect(handOuts).toHaveBeenCalledTimes(1);
+      expect(handOuts).toHaveBeenCalledTimes(0);
       expect((await idle.api.get(`/api/v1/commands/${restart.body.id}`).expect(200)).body.status).toBe('acknowledged');
       // A command queued mid-session moves the generation: the next message asks again and gets it.
       const wipe = await sendCommand(id, { type: 'wipe' }, idle).expect(202);
       expect(await session.post(3, statusOf(restart.body.id))).toMatchObject({ header: '200', commands: [wipe.body.id] });
-      expect(handOuts).toHaveBeenCalledTimes(2);
+      expect(handOuts).toHaveBeenCalledTimes(1);
     } finally {
       handOuts.mockRestore();
       session.close();
