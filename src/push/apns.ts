@@ -25,6 +25,7 @@ import tls from 'node:tls';
 import { Notification } from '@parse/node-apn';
 import client from 'prom-client';
 import { registry } from '../metrics';
+import { Slots } from './slots';
 import type { PushProvider, PushResult, PushTarget } from './provider';
 
 export const DEFAULT_APNS_URL = 'https://api.push.apple.com';
@@ -92,36 +93,6 @@ const ApnProviderClass: ApnProviderCtor = (() => {
   return require('@parse/node-apn/lib/provider')({ logger: quiet, Client });
   /* eslint-enable @typescript-eslint/no-require-imports */
 })();
-
-/** A counting semaphore: at most `limit` holders, the others wait in order. */
-class Slots {
-  #active = 0;
-  readonly #waiting: Array<() => void> = [];
-  readonly #idle: Array<() => void> = [];
-
-  constructor(private readonly limit: number) {}
-
-  async acquire(): Promise<void> {
-    if (this.#active < this.limit) {
-      this.#active += 1;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) return next(); // the slot passes straight to the next waiter
-    this.#active -= 1;
-    if (this.#active === 0) for (const done of this.#idle.splice(0)) done();
-  }
-
-  /** Resolves once nothing holds or waits for a slot. */
-  idle(): Promise<void> {
-    if (this.#active === 0 && this.#waiting.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
-  }
-}
 
 interface Connection {
   version: string;

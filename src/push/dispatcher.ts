@@ -15,6 +15,7 @@ import type { PushChannel } from '../core/types';
 import { pushOutcomes } from '../metrics';
 import type { QueueHandle } from '../queue/backend';
 import type { PushProviderRegistry, PushResult } from './provider';
+import { Slots } from './slots';
 
 export const PUSH_QUEUE = 'push';
 
@@ -35,8 +36,12 @@ const PUSH_JOB_OPTIONS = {
 };
 
 const FANOUT_PAGE = 1000;
-/** Sends in flight at once while a fan-out works through its batch. */
-const FANOUT_CONCURRENCY = 256;
+/**
+ * Sends in flight at once across every fan-out of a worker (a bulk request fans out one job per chunk,
+ * and those run side by side): APNs' bound per HTTP/2 connection. Providers bound themselves below
+ * this where they must (FCM and WNS: HTTPS_PUSH_MAX_IN_FLIGHT, one connection per request).
+ */
+export const FANOUT_CONCURRENCY = 1000;
 
 export class PushDispatcher implements PushScheduler {
   constructor(private readonly queue: QueueHandle<PushJob>) {}
@@ -108,10 +113,11 @@ export function pushBackoff(baseMs: number, random: () => number = Math.random) 
 
 /** The job processor the `mooring worker` runs on the push queue. */
 export function pushProcessor(deps: PushWorkerDeps) {
+  const sends = new Slots(FANOUT_CONCURRENCY);
   return async (job: { name: string; data: PushJob }): Promise<string> => {
     if ('batch_id' in job.data) {
       const { batch_id, first_seq, last_seq } = job.data;
-      return fanout(deps, batch_id, first_seq && last_seq ? { first: first_seq, last: last_seq } : undefined);
+      return fanout(deps, sends, batch_id, first_seq && last_seq ? { first: first_seq, last: last_seq } : undefined);
     }
     return sendOne(deps, job.data.enrollment_id);
   };
@@ -122,11 +128,12 @@ export function pushProcessor(deps: PushWorkerDeps) {
  * form one continuous stream (FANOUT_CONCURRENCY lanes over all pages): a lane that finishes takes
  * the next channel whatever page it is on, so the stream never drains at a page boundary.
  */
-async function fanout(deps: PushWorkerDeps, batchId: string, range: SeqRange | undefined): Promise<string> {
+async function fanout(deps: PushWorkerDeps, sends: Slots, batchId: string, range: SeqRange | undefined): Promise<string> {
   const counts: Record<string, number> = {};
   const retry: string[] = [];
   let retryAfterMs = 0;
   await forEachLimited(pagesOfBatch(deps, batchId, range), FANOUT_CONCURRENCY, async (e) => {
+    await sends.acquire();
     try {
       const outcome = await deliver(deps, e);
       counts[outcome] = (counts[outcome] ?? 0) + 1;
@@ -134,6 +141,8 @@ async function fanout(deps: PushWorkerDeps, batchId: string, range: SeqRange | u
       if (!(err instanceof PushRetryError)) throw err;
       retry.push(e.id);
       retryAfterMs = Math.max(retryAfterMs, err.retryAfterMs ?? 0);
+    } finally {
+      sends.release();
     }
   });
   // Transient failures carry on as jobs of their own, with the usual backoff from there.

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import { AccessTokenCache, type FreshToken } from './access-token';
 import { describeFetchError, parseJson, retryAfterSeconds, snippet } from './http-answers';
 import type { PushProvider, PushResult, PushTarget } from './provider';
+import { HTTPS_PUSH_MAX_IN_FLIGHT, Slots } from './slots';
 
 /** The OAuth2 scope FCM sends need. */
 export const FCM_SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
@@ -38,6 +39,8 @@ export interface FcmProviderOptions {
   fetch?: typeof fetch;
   /** Clock in ms (JWT iat/exp, token cache, Retry-After dates). */
   now?: () => number;
+  /** Sends in flight at once (each is an HTTPS connection of its own); default 256. */
+  maxInFlight?: number;
   /** Per-request timeout (token and send); default 15 s as in firebase-admin. */
   timeoutMs?: number;
 }
@@ -111,6 +114,7 @@ export class FcmProvider implements PushProvider {
   readonly #now: () => number;
   readonly #timeoutMs: number;
   readonly #tokens: AccessTokenCache;
+  readonly #slots: Slots;
 
   constructor(opts: FcmProviderOptions) {
     this.#account = opts.serviceAccount;
@@ -122,9 +126,19 @@ export class FcmProvider implements PushProvider {
     this.#now = opts.now ?? Date.now;
     this.#tokens = new AccessTokenCache(() => this.#fetchToken(), this.#now);
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
+    this.#slots = new Slots(opts.maxInFlight ?? HTTPS_PUSH_MAX_IN_FLIGHT);
   }
 
   async send(target: PushTarget): Promise<PushResult> {
+    await this.#slots.acquire();
+    try {
+      return await this.#send(target);
+    } finally {
+      this.#slots.release();
+    }
+  }
+
+  async #send(target: PushTarget): Promise<PushResult> {
     let token: string;
     try {
       token = await this.#tokens.get();

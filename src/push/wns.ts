@@ -22,6 +22,7 @@
 import { AccessTokenCache, type FreshToken } from './access-token';
 import { describeFetchError, parseJson, retryAfterSeconds, snippet } from './http-answers';
 import type { PushProvider, PushResult, PushTarget } from './provider';
+import { HTTPS_PUSH_MAX_IN_FLIGHT, Slots } from './slots';
 
 export const WNS_SCOPE = 'notify.windows.com';
 export const DEFAULT_WNS_TOKEN_URL = 'https://login.live.com/accesstoken.srf';
@@ -53,6 +54,8 @@ export interface WnsProviderOptions {
   fetch?: typeof fetch;
   /** Clock in ms (token cache, Retry-After dates). */
   now?: () => number;
+  /** Sends in flight at once (each is an HTTPS connection of its own); default 256. */
+  maxInFlight?: number;
   /** Per-request timeout (token and send); default 15 s. */
   timeoutMs?: number;
 }
@@ -78,6 +81,7 @@ export class WnsProvider implements PushProvider {
   readonly #now: () => number;
   readonly #timeoutMs: number;
   readonly #tokens: AccessTokenCache;
+  readonly #slots: Slots;
 
   constructor(opts: WnsProviderOptions) {
     if (!opts.clientId) throw new Error('WNS needs a client id (the package SID, ms-app://...)');
@@ -93,9 +97,19 @@ export class WnsProvider implements PushProvider {
     this.#now = opts.now ?? Date.now;
     this.#tokens = new AccessTokenCache(() => this.#fetchToken(), this.#now);
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
+    this.#slots = new Slots(opts.maxInFlight ?? HTTPS_PUSH_MAX_IN_FLIGHT);
   }
 
   async send(target: PushTarget): Promise<PushResult> {
+    await this.#slots.acquire();
+    try {
+      return await this.#send(target);
+    } finally {
+      this.#slots.release();
+    }
+  }
+
+  async #send(target: PushTarget): Promise<PushResult> {
     const refusal = checkChannelUri(target.token, this.#suffixes);
     if (refusal) return { outcome: 'failed', reason: refusal };
     const scrub = (s: string) => scrubChannel(s, target.token);

@@ -62,6 +62,26 @@ describe('FcmProvider against a loopback FCM', () => {
     });
   });
 
+  it('keeps at most maxInFlight sends open at once (each is an HTTPS connection of its own)', async () => {
+    let open = 0;
+    let most = 0;
+    const counting: typeof fetch = async (input, init) => {
+      const isSend = String(input).includes('/messages:send');
+      if (isSend) most = Math.max(most, ++open);
+      try {
+        return await fetch(input, init);
+      } finally {
+        if (isSend) open--;
+      }
+    };
+    const p = provider({ maxInFlight: 3, fetch: counting });
+    const tokens = Array.from({ length: 9 }, (_, i) => `tok-held-${i}`);
+    for (const t of tokens) mock.respond(t, { status: 200, body: {}, delayMs: 50 });
+    const results = await Promise.all(tokens.map((t) => p.send(target(t))));
+    expect(results).toEqual(tokens.map(() => ({ outcome: 'sent' })));
+    expect(most).toBe(3);
+  });
+
   it('reuses the access token until a minute before it expires', async () => {
     const p = provider();
     const before = mock.tokenRequests.length;

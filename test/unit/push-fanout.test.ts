@@ -4,7 +4,7 @@
  * stream never has more than its bound in flight, and transient failures become one retried push.
  */
 import { PushProviderRegistry, type PushResult, type PushTarget } from '../../src/push/provider';
-import { pushProcessor, type PushDispatcher } from '../../src/push/dispatcher';
+import { FANOUT_CONCURRENCY, pushProcessor, type PushDispatcher } from '../../src/push/dispatcher';
 import type { Enrollment } from '../../src/core/types';
 
 function fakeEnrollment(i: number): Enrollment {
@@ -69,8 +69,8 @@ describe('bulk fan-out', () => {
     expect(f.sent).toHaveLength(2_500);
     expect(new Set(f.sent).size).toBe(2_500);
     expect(f.pagesRead).toEqual([0, 1000, 2000, 2500]); // three pages, then the empty one that ends it
-    expect(f.maxInFlight()).toBeLessThanOrEqual(256);
-    expect(f.maxInFlight()).toBeGreaterThan(200); // a continuous stream, not one send at a time
+    expect(f.maxInFlight()).toBeLessThanOrEqual(FANOUT_CONCURRENCY);
+    expect(f.maxInFlight()).toBeGreaterThan(FANOUT_CONCURRENCY * 0.8); // a continuous stream, not one send at a time
   });
 
   it('collects transient failures from every page into one retried push', async () => {
@@ -87,6 +87,20 @@ describe('bulk fan-out', () => {
     const summary = await f.run({ first_seq: '1001', last_seq: '2500' });
     expect(summary).toBe('fanned out sent 1500');
     expect(new Set(f.sent)).toEqual(new Set(f.all.slice(1000, 2500).map((e) => e.id)));
+  });
+
+  it('keeps the chunks of one bulk request, fanned out side by side, under one bound together', async () => {
+    const f = setup(3_000);
+    const chunks = [
+      { first_seq: '1', last_seq: '1000' },
+      { first_seq: '1001', last_seq: '2000' },
+      { first_seq: '2001', last_seq: '3000' },
+    ];
+    const summaries = await Promise.all(chunks.map((c) => f.run(c)));
+    expect(summaries).toEqual(['fanned out sent 1000', 'fanned out sent 1000', 'fanned out sent 1000']);
+    expect(new Set(f.sent).size).toBe(3_000);
+    expect(f.maxInFlight()).toBeLessThanOrEqual(FANOUT_CONCURRENCY);
+    expect(f.maxInFlight()).toBeGreaterThan(FANOUT_CONCURRENCY * 0.8);
   });
 
   it('ends at once for an empty batch', async () => {
