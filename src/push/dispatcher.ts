@@ -133,16 +133,13 @@ async function fanout(deps: PushWorkerDeps, sends: Slots, batchId: string, range
   const retry: string[] = [];
   let retryAfterMs = 0;
   await forEachLimited(pagesOfBatch(deps, batchId, range), FANOUT_CONCURRENCY, async (e) => {
-    await sends.acquire();
     try {
-      const outcome = await deliver(deps, e);
+      const outcome = await sends.run(() => deliver(deps, e));
       counts[outcome] = (counts[outcome] ?? 0) + 1;
     } catch (err) {
       if (!(err instanceof PushRetryError)) throw err;
       retry.push(e.id);
       retryAfterMs = Math.max(retryAfterMs, err.retryAfterMs ?? 0);
-    } finally {
-      sends.release();
     }
   });
   // Transient failures carry on as jobs of their own, with the usual backoff from there.

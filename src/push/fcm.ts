@@ -129,13 +129,8 @@ export class FcmProvider implements PushProvider {
     this.#slots = new Slots(opts.maxInFlight ?? HTTPS_PUSH_MAX_IN_FLIGHT);
   }
 
-  async send(target: PushTarget): Promise<PushResult> {
-    await this.#slots.acquire();
-    try {
-      return await this.#send(target);
-    } finally {
-      this.#slots.release();
-    }
+  send(target: PushTarget): Promise<PushResult> {
+    return this.#slots.run(() => this.#send(target));
   }
 
   async #send(target: PushTarget): Promise<PushResult> {

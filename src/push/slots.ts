@@ -29,6 +29,16 @@ export class Slots {
     if (this.#active === 0) for (const done of this.#idle.splice(0)) done();
   }
 
+  /** Runs `fn` holding a slot. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+
   /** Resolves once nothing holds or waits for a slot. */
   idle(): Promise<void> {
     if (this.#active === 0 && this.#waiting.length === 0) return Promise.resolve();
