@@ -187,10 +187,7 @@ export class PgCommandStore implements CommandStore {
 
   async abandonBatch(batchId: string, event: EventInput): Promise<{ canceled: number; handedOut: number }> {
     return this.db.transaction(async (trx) => {
-      const canceled = await trx('commands')
-        .where({ batch_id: batchId })
-        .whereIn('status', ['queued', 'not_now'])
-        .update({ status: 'canceled', canceled_at: trx.fn.now() });
+      const canceled = await cancelOpenCommands(trx, { batch_id: batchId }, event.actor ?? 'system:bulk-request', WAITING);
       const [{ n }] = await trx('commands').where({ batch_id: batchId }).whereNot({ status: 'canceled' }).count<{ n: string }[]>('* as n');
       const handedOut = Number(n);
       // The key is freed, so the request can be sent again as it was; the row stays for the audit trail.
@@ -332,22 +329,33 @@ function json(value: unknown): string | null {
   return value === undefined ? null : JSON.stringify(value);
 }
 
+/** Commands no device has been handed (or has put off): what a failed bulk request takes back. */
+const WAITING = ['queued', 'not_now'] as const;
+/** Commands not finished: what a re-enrolled or departed device leaves behind. */
+const OPEN = ['queued', 'sent', 'not_now'] as const;
+
 /**
- * Cancels every command still waiting for (or handed to) a device or one of its channels, with an
- * event each: a re-enrolled or departed device starts clean, and a wipe queued before a reset never
- * runs again.
+ * Cancels the commands of a device, one of its channels or a bulk batch that are in `statuses` (by
+ * default every open one), with an event each: a re-enrolled or departed device starts clean, and a
+ * wipe queued before a reset never runs again. Returns how many it canceled.
  */
-export async function cancelOpenCommands(conn: Db, scope: { device_id: string } | { enrollment_id: string }, actor: string): Promise<void> {
-  const [column, id] = 'device_id' in scope ? ['device_id', scope.device_id] : ['enrollment_id', scope.enrollment_id];
-  await conn.raw(
+export async function cancelOpenCommands(
+  conn: Db,
+  scope: { device_id: string } | { enrollment_id: string } | { batch_id: string },
+  actor: string,
+  statuses: ReadonlyArray<(typeof OPEN)[number]> = OPEN,
+): Promise<number> {
+  const [column, id] = Object.entries(scope)[0]!;
+  const { rowCount } = await conn.raw(
     `WITH changed AS (
        UPDATE commands SET status = 'canceled', canceled_at = now()
-        WHERE ${column} = ? AND status IN ('queued', 'sent', 'not_now') RETURNING id, device_id, type
+        WHERE ${column} = ? AND status = ANY(?) RETURNING id, device_id, type
      )
      INSERT INTO events (type, device_id, command_id, actor, data)
      SELECT 'command.canceled', device_id, id, ?, jsonb_build_object('type', type) FROM changed`,
-    [id, actor],
+    [id, statuses as unknown as string[], actor],
   );
+  return rowCount ?? 0;
 }
 
 /** Stands for the command id in a payload template (a control character: never in a plist or SyncML). */

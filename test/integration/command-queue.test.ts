@@ -434,6 +434,9 @@ describe('bulk, a chunk at a time', () => {
       [ids[1], 'canceled'],
     ]);
     const batchId = failed[0].batch_id;
+    // The canceled command has its own trail, as any canceled command does.
+    const trail = await s.m.db('events').where({ type: 'command.canceled', command_id: failed[1].id });
+    expect(trail).toEqual([expect.objectContaining({ device_id: ids[1], actor: 'test' })]);
     const [event] = await s.m.db('events').where({ type: 'commands.batch_failed' }).whereRaw("data->>'batch_id' = ?", [batchId]);
     expect(event.data).toMatchObject({ canceled: 1, handed_out: 1, reason: expect.stringMatching(/disk full/) });
     // The key was freed: the same request, repeated, queues for every device (the first one polls again).
