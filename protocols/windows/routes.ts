@@ -308,8 +308,9 @@ async function identify(
   sessions.forget(req.socket);
   // A message that reports on no command and is not leaving (a session's first, usually) gets its
   // commands from the same statement: reports, when there are any, must be applied first.
-  const generation = deps.idle ? await deps.idle.current() : undefined;
   const fold = !reading.reports && !reading.leaving;
+  // Read before the hand-out, as in nextCommands; only a folded hand-out needs it.
+  const generation = fold && deps.idle ? await deps.idle.current() : undefined;
   const found = fold
     ? await deps.windows.identifyRecordAndTake(verdict.sha256, message.source, reading.inventory, COMMANDS_PER_MESSAGE)
     : { channel: await deps.windows.identifyAndRecord(verdict.sha256, message.source, reading.inventory), commands: undefined };

@@ -78,7 +78,6 @@ export class PgDeviceStore {
     });
   }
 
-  /** The enrollment rows with these ids (any order; unknown ids are left out). */
   /**
    * A page of the push channels of a bulk batch (only those of commands in `range` when given), by
    * enrollment id after `afterId`: one statement, and only the columns a push reads.
