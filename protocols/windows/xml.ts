@@ -265,6 +265,15 @@ function referenceEnd(xml: string, amp: number, end: number): number {
   return -1;
 }
 
+/** The five predefined entities, by name with its ';'. */
+const PREDEFINED: ReadonlyArray<[name: string, text: string]> = [
+  ['amp;', '&'],
+  ['lt;', '<'],
+  ['gt;', '>'],
+  ['quot;', '"'],
+  ['apos;', "'"],
+];
+
 /**
  * Decodes the five predefined entities and character references (decimal or `x` hex, 1..0x10FFFF)
  * in one left-to-right pass; anything else after `&` stays as written. Never expands a result again.
@@ -297,21 +306,12 @@ function decodeEntities(s: string): string {
       if (p > digits && s.charCodeAt(p) === SEMI && code > 0 && code <= 0x10ffff) {
         replacement = String.fromCodePoint(code);
       }
-    } else if (s.startsWith('amp;', p)) {
-      replacement = '&';
-      p += 3;
-    } else if (s.startsWith('lt;', p)) {
-      replacement = '<';
-      p += 2;
-    } else if (s.startsWith('gt;', p)) {
-      replacement = '>';
-      p += 2;
-    } else if (s.startsWith('quot;', p)) {
-      replacement = '"';
-      p += 4;
-    } else if (s.startsWith('apos;', p)) {
-      replacement = "'";
-      p += 4;
+    } else {
+      const named = PREDEFINED.find(([name]) => s.startsWith(name, p));
+      if (named) {
+        replacement = named[1];
+        p += named[0].length - 1; // at the ';'
+      }
     }
     if (replacement !== undefined) {
       out += s.slice(last, amp) + replacement;
