@@ -676,7 +676,21 @@ export class SimulatedAppleDevice {
     return this.#request(opts.method ?? 'PUT', url, { headers: { ...headers, ...lower(opts.headers) }, body: sent });
   }
 
-  #request(method: string, url: string, opts: { headers?: Record<string, string>; body?: Buffer } = {}): Promise<HttpAnswer> {
+  /**
+   * One HTTPS exchange. A kept-alive connection the server closed while idle (its keep-alive timeout)
+   * can fail the next request with ECONNRESET before the server read it; like a device, and as Node's
+   * documentation advises, that request is sent once more on a new connection.
+   */
+  async #request(method: string, url: string, opts: { headers?: Record<string, string>; body?: Buffer } = {}): Promise<HttpAnswer> {
+    try {
+      return await this.#exchange(method, url, opts);
+    } catch (err) {
+      if (!(err as { staleConnection?: boolean }).staleConnection) throw err;
+      return this.#exchange(method, url, opts);
+    }
+  }
+
+  #exchange(method: string, url: string, opts: { headers?: Record<string, string>; body?: Buffer }): Promise<HttpAnswer> {
     const u = new URL(url);
     if (u.protocol !== 'https:') return Promise.reject(new Error(`the device only talks HTTPS, not ${url}`));
     const hostname = u.hostname.replace(/^\[|\]$/g, '');
@@ -700,7 +714,7 @@ export class SimulatedAppleDevice {
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
         },
       );
-      req.on('error', reject);
+      req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { staleConnection: req.reusedSocket && err.code === 'ECONNRESET' })));
       req.end(opts.body);
     });
   }
