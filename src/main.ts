@@ -34,7 +34,7 @@ import { PgAndroidStore } from './storage/android';
 import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
 import { AppleCommands } from '../protocols/apple/commands';
-import { appleRouter } from '../protocols/apple/routes';
+import { appleLanes, appleRouter, type AppleRoutesDeps } from '../protocols/apple/routes';
 import { PgAppleStore } from './storage/apple';
 import { PgPushCertificateStore } from './storage/push-certificates';
 import { WindowsCommands } from '../protocols/windows/commands';
@@ -53,7 +53,7 @@ import { startEmbeddedPostgres } from './storage/embedded';
 import { PgEventStore } from './storage/events';
 import { PgTokenStore } from './storage/tokens';
 import { startWorker, type RunningWorker } from './worker';
-import type express from 'express';
+import type { RequestListener } from 'node:http';
 
 export const VERSION: string = (JSON.parse(fs.readFileSync(path.join(__dirname, findUp('package.json')), 'utf8')) as { version: string }).version;
 
@@ -84,7 +84,8 @@ export interface Mooring {
   pushCertificates: PgPushCertificateStore;
   /** Mooring's certificate authority (device identities, the HTTPS certificate). */
   ca: CertificateAuthority;
-  app: express.Express;
+  /** The request listener both listeners serve (express, behind the device lanes). */
+  app: RequestListener;
   /** The admin token made on this start (first start only), to print once. */
   newAdminToken?: string;
   startWorker(overrides?: { relayEveryMs?: number; expireEveryMs?: number }): RunningWorker;
@@ -162,22 +163,23 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const windows = new PgWindowsStore(db, tokens, handout);
     const apple = new PgAppleStore(db, tokens, sealer, handout);
     const gate = new PgEnrollmentGate(db, handout);
+    const appleDeps: AppleRoutesDeps = {
+      apple,
+      commands,
+      platform: platforms.get('apple') ?? new AppleCommands(),
+      ca,
+      publicUrl: config.publicUrl,
+      gate,
+      idle,
+      pushTopic: async () => (await pushCertificates.summary('apple'))?.topic,
+      rootPayload: config.apple.rootPayload,
+      userChannels: config.apple.userChannels,
+      identityDays: config.identityDays,
+      trustedProxyCertHeader: config.trustedProxyCertHeader,
+      logger: logger.child({ component: 'apple' }),
+    };
     const deviceRouters = [
-      appleRouter({
-        apple,
-        commands,
-        platform: platforms.get('apple') ?? new AppleCommands(),
-        ca,
-        publicUrl: config.publicUrl,
-        gate,
-        idle,
-        pushTopic: async () => (await pushCertificates.summary('apple'))?.topic,
-        rootPayload: config.apple.rootPayload,
-        userChannels: config.apple.userChannels,
-        identityDays: config.identityDays,
-        trustedProxyCertHeader: config.trustedProxyCertHeader,
-        logger: logger.child({ component: 'apple' }),
-      }),
+      appleRouter(appleDeps),
       termsRouter({ gate, tokens }),
       androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands(), gate, publicUrl: config.publicUrl }),
       windowsRouter({
@@ -197,7 +199,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
         logger: logger.child({ component: 'windows' }),
       }),
     ];
-    const app = createApp({ logger, admin, devices: deviceRouters, ready: () => readiness(db, queues, pushCertificates) });
+    const app = createApp({ logger, admin, devices: deviceRouters, lanes: appleLanes(appleDeps), ready: () => readiness(db, queues, pushCertificates) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {

@@ -11,7 +11,8 @@
  * Failures answer 400 with a short text, never 401: a 401 makes a device drop its enrollment.
  * Like NanoMDM, both MDM URLs take either kind of message, told apart by Content-Type.
  */
-import { Router, type Request, type Response } from 'express';
+import type { IncomingMessage } from 'node:http';
+import { Router } from 'express';
 import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
 import { EnrollmentRefusal, REFUSAL_MESSAGES, type RestrictionPlatform } from '../../src/core/enrollment-policy';
@@ -20,6 +21,7 @@ import type { IdleCache } from '../../src/core/idle-cache';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
+import type { DeviceHandler, Lane } from '../../src/http/lanes';
 import { BodyError, readRawBody } from '../../src/http/raw-body';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import { verifyDetachedSignature } from '../../src/pki/cms';
@@ -86,31 +88,54 @@ class MdmRefusal extends Error {
   }
 }
 
-export function appleRouter(deps: AppleRoutesDeps): Router {
-  const router = Router();
-
-  const mdm = (kind: 'checkin' | 'connect') => async (req: Request, res: Response) => {
+/**
+ * The MDM endpoints as plain Node handlers: they answer every outcome themselves (refusals in text,
+ * never 401; an unexpected error as a logged 500), so they run the same behind express or in a lane.
+ */
+function mdmHandler(deps: AppleRoutesDeps, kind: 'checkin' | 'connect'): DeviceHandler {
+  return async (req, res) => {
     try {
       const body = await readRawBody(req, MDM_BODY_LIMIT);
       const type = (req.headers['content-type'] ?? '').toLowerCase();
       const isCheckin = type.startsWith(CHECKIN_TYPE) || (kind === 'checkin' && !type.startsWith(REPORT_TYPE));
       const certSha256 = await authenticate(deps, req, body);
       const reply = isCheckin ? await checkin(deps, body, certSha256) : await connect(deps, body, certSha256);
-      if (reply.length === 0) return void res.status(200).end();
-      res.status(200).type(reply.json ? 'application/json' : 'application/xml; charset=utf-8').send(reply.body);
+      if (reply.length === 0) return void res.writeHead(200, { 'content-length': 0 }).end();
+      res.writeHead(200, { 'content-type': reply.json ? 'application/json' : 'application/xml; charset=utf-8', 'content-length': reply.length }).end(reply.body);
     } catch (err) {
       const refusal = asRefusal(err);
-      if (!refusal) throw err;
-      deps.logger.info({ reason: refusal.reason, path: req.path, status: refusal.status }, 'Apple MDM request refused');
-      res.status(refusal.status).type('text/plain').send(refusal.text ?? (refusal.status === 410 ? 'Gone' : 'Bad Request'));
+      if (refusal) deps.logger.info({ reason: refusal.reason, path: req.url?.split('?')[0], status: refusal.status }, 'Apple MDM request refused');
+      else deps.logger.error({ err, path: req.url?.split('?')[0] }, 'Apple MDM request failed');
+      if (res.headersSent) return void res.destroy();
+      const status = refusal?.status ?? 500;
+      const text = refusal ? (refusal.text ?? (status === 410 ? 'Gone' : 'Bad Request')) : 'Internal Server Error';
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
     }
   };
-  // The most frequent request first: the router tries its routes in order.
-  for (const method of ['put', 'post'] as const) {
-    router[method]('/mdm/connect', mdm('connect'));
-    router[method]('/mdm/checkin', mdm('checkin'));
-    // NanoMDM's single ServerURL, for profiles and simulators written against it.
-    router[method]('/mdm', mdm('connect'));
+}
+
+/** Both MDM URLs take either kind of message; NanoMDM's single ServerURL `/mdm` too, for profiles and simulators written against it. */
+const MDM_PATHS = [
+  ['/mdm/connect', 'connect'],
+  ['/mdm/checkin', 'checkin'],
+  ['/mdm', 'connect'],
+] as const;
+
+/** The MDM endpoints as lanes ahead of express (src/http/lanes.ts): devices PUT; POST is accepted as well. */
+export function appleLanes(deps: AppleRoutesDeps): Lane[] {
+  return MDM_PATHS.flatMap(([path, kind]) => {
+    const handle = mdmHandler(deps, kind);
+    return ['PUT', 'POST'].map((method) => ({ method, path, handle }));
+  });
+}
+
+export function appleRouter(deps: AppleRoutesDeps): Router {
+  const router = Router();
+  // The same handlers for requests that miss a lane (a query string on the URL, say).
+  for (const [path, kind] of MDM_PATHS) {
+    const handle = mdmHandler(deps, kind);
+    router.put(path, (req, res) => handle(req, res));
+    router.post(path, (req, res) => handle(req, res));
   }
   enrollmentRoutes(router, deps);
   return router;
@@ -121,7 +146,7 @@ const EMPTY: Reply = { body: Buffer.alloc(0), length: 0 };
 const replyOf = (body: Buffer, json = false): Reply => ({ body, json, length: body.length });
 
 /** The SHA-256 of the device's certificate: from Mdm-Signature, else the TLS or proxy client certificate. */
-async function authenticate(deps: AppleRoutesDeps, req: Request, body: Buffer): Promise<string> {
+async function authenticate(deps: AppleRoutesDeps, req: IncomingMessage, body: Buffer): Promise<string> {
   const signature = req.headers['mdm-signature'];
   if (typeof signature === 'string' && signature.length > 0) {
     const verdict = await verifyDetachedSignature(signature, body, { caPem: deps.ca.certPem });

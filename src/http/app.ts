@@ -1,12 +1,15 @@
 /**
  * The express application both listeners serve: operations endpoints, the admin API and the device
  * front ends (each platform mounts its own router). Security headers, request ids, logging and
- * latency metrics wrap everything; errors end in the one problem renderer.
+ * latency metrics wrap everything; errors end in the one problem renderer. The hottest device requests
+ * take a lane past express (lanes.ts).
  */
+import type { RequestListener } from 'node:http';
 import express, { type Router } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import { registry } from '../metrics';
+import { withLanes, type Lane } from './lanes';
 import { requestLogging } from './logging';
 import { notFoundHandler, problemHandler } from './problem';
 
@@ -15,10 +18,12 @@ export interface AppDeps {
   admin: Router;
   /** Device-facing routers, mounted at the root (their paths are fixed by the protocols). */
   devices?: Router[];
+  /** Device hot paths answered ahead of express (each also mounted on a device router). */
+  lanes?: Lane[];
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }
 
-export function createApp(deps: AppDeps): express.Express {
+export function createApp(deps: AppDeps): RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -44,5 +49,5 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use(notFoundHandler);
   app.use(problemHandler);
-  return app;
+  return withLanes(app, deps.lanes ?? [], deps.logger);
 }

@@ -4,7 +4,7 @@
  * `Client-Cert: :<base64 DER>:` or a URL-escaped PEM (nginx `$ssl_client_escaped_cert`). The header is
  * read only when configured, so a device cannot claim a certificate by sending it.
  */
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 
 /**
@@ -26,7 +26,7 @@ function peerCertificate(socket: Partial<TLSSocket>): Buffer | null {
   return der;
 }
 
-export function clientCertificate(req: Request, trustedHeader?: string): Buffer | undefined {
+export function clientCertificate(req: IncomingMessage, trustedHeader?: string): Buffer | undefined {
   const peer = peerCertificate(req.socket as Partial<TLSSocket>);
   if (peer) return peer;
   if (!trustedHeader) return undefined;

@@ -3,13 +3,13 @@
  * Content-Length or its bytes say so. Used where body-parser's generality costs on every request and
  * the protocol answers errors in its own form (Apple MDM and SCEP).
  */
-import type { Request } from 'express';
+import type { IncomingMessage } from 'node:http';
 
 export class BodyError extends Error {
   override name = 'BodyError';
 }
 
-export function readRawBody(req: Request, limit: number): Promise<Buffer> {
+export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > limit) {

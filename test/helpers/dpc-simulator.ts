@@ -6,7 +6,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
-import type express from 'express';
+import type { RequestListener } from 'node:http';
 
 export type Mode = 'byod_work_profile' | 'cope_work_profile' | 'fully_managed' | 'dedicated';
 
@@ -88,8 +88,8 @@ export class SimulatedDpc {
   }
 }
 
-/** Serves an express app on a loopback port, as devices reach it over the network. */
-export async function listenOnLoopback(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
+/** Serves Mooring's request listener on a loopback port, as devices reach it over the network. */
+export async function listenOnLoopback(app: RequestListener): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
