@@ -34,11 +34,11 @@ import { PgAndroidStore } from './storage/android';
 import { AndroidCommands } from '../protocols/android/commands';
 import { androidRouter } from '../protocols/android/routes';
 import { AppleCommands } from '../protocols/apple/commands';
-import { appleLanes, appleRouter, type AppleRoutesDeps } from '../protocols/apple/routes';
+import { appleFrontEnd } from '../protocols/apple/routes';
 import { PgAppleStore } from './storage/apple';
 import { PgPushCertificateStore } from './storage/push-certificates';
 import { WindowsCommands } from '../protocols/windows/commands';
-import { windowsRouter } from '../protocols/windows/routes';
+import { windowsFrontEnd } from '../protocols/windows/routes';
 import { PgWindowsStore } from './storage/windows';
 import { PUSH_QUEUE, PushDispatcher, type PushJob } from './push/dispatcher';
 import { ApnsProvider, pushCertificateHealth, registerApnsCertificateGauge } from './push/apns';
@@ -163,7 +163,7 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     const windows = new PgWindowsStore(db, tokens, handout);
     const apple = new PgAppleStore(db, tokens, sealer, handout);
     const gate = new PgEnrollmentGate(db, handout);
-    const appleDeps: AppleRoutesDeps = {
+    const appleDevices = appleFrontEnd({
       apple,
       commands,
       platform: platforms.get('apple') ?? new AppleCommands(),
@@ -177,29 +177,30 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       identityDays: config.identityDays,
       trustedProxyCertHeader: config.trustedProxyCertHeader,
       logger: logger.child({ component: 'apple' }),
-    };
+    });
+    const windowsDevices = windowsFrontEnd({
+      windows,
+      commands,
+      platform: platforms.get('windows') ?? new WindowsCommands(),
+      ca,
+      publicUrl: config.publicUrl,
+      authPolicy: config.windows.authPolicy,
+      pollMinutes: config.windows.pollMinutes,
+      identityDays: config.identityDays,
+      trustedProxyCertHeader: config.trustedProxyCertHeader,
+      wnsPackageFamilyName: config.wns.pfn,
+      gate,
+      sealer,
+      idle,
+      logger: logger.child({ component: 'windows' }),
+    });
     const deviceRouters = [
-      appleRouter(appleDeps),
+      appleDevices.router,
       termsRouter({ gate, tokens }),
       androidRouter({ android, commands, platform: platforms.get('android') ?? new AndroidCommands(), gate, publicUrl: config.publicUrl }),
-      windowsRouter({
-        windows,
-        commands,
-        platform: platforms.get('windows') ?? new WindowsCommands(),
-        ca,
-        publicUrl: config.publicUrl,
-        authPolicy: config.windows.authPolicy,
-        pollMinutes: config.windows.pollMinutes,
-        identityDays: config.identityDays,
-        trustedProxyCertHeader: config.trustedProxyCertHeader,
-        wnsPackageFamilyName: config.wns.pfn,
-        gate,
-        sealer,
-        idle,
-        logger: logger.child({ component: 'windows' }),
-      }),
+      windowsDevices.router,
     ];
-    const app = createApp({ logger, admin, devices: deviceRouters, lanes: appleLanes(appleDeps), ready: () => readiness(db, queues, pushCertificates) });
+    const app = createApp({ logger, admin, devices: deviceRouters, lanes: [...appleDevices.lanes, ...windowsDevices.lanes], ready: () => readiness(db, queues, pushCertificates) });
     const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {

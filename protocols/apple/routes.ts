@@ -21,7 +21,7 @@ import type { IdleCache } from '../../src/core/idle-cache';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
-import type { DeviceHandler, Lane } from '../../src/http/lanes';
+import { answer, type DeviceFrontEnd, type DeviceHandler, type Lane } from '../../src/http/lanes';
 import { BodyError, readRawBody } from '../../src/http/raw-body';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import { verifyDetachedSignature } from '../../src/pki/cms';
@@ -101,7 +101,7 @@ function mdmHandler(deps: AppleRoutesDeps, kind: 'checkin' | 'connect'): DeviceH
       const certSha256 = await authenticate(deps, req, body);
       const reply = isCheckin ? await checkin(deps, body, certSha256) : await connect(deps, body, certSha256);
       if (reply.length === 0) return void res.writeHead(200, { 'content-length': 0 }).end();
-      res.writeHead(200, { 'content-type': reply.json ? 'application/json' : 'application/xml; charset=utf-8', 'content-length': reply.length }).end(reply.body);
+      answer(res, 200, reply.json ? 'application/json' : 'application/xml; charset=utf-8', reply.body);
     } catch (err) {
       const refusal = asRefusal(err);
       if (refusal) deps.logger.info({ reason: refusal.reason, path: req.url?.split('?')[0], status: refusal.status }, 'Apple MDM request refused');
@@ -109,7 +109,7 @@ function mdmHandler(deps: AppleRoutesDeps, kind: 'checkin' | 'connect'): DeviceH
       if (res.headersSent) return void res.destroy();
       const status = refusal?.status ?? 500;
       const text = refusal ? (refusal.text ?? (status === 410 ? 'Gone' : 'Bad Request')) : 'Internal Server Error';
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
+      answer(res, status, 'text/plain; charset=utf-8', text);
     }
   };
 }
@@ -121,24 +121,19 @@ const MDM_PATHS = [
   ['/mdm', 'connect'],
 ] as const;
 
-/** The MDM endpoints as lanes ahead of express (src/http/lanes.ts): devices PUT; POST is accepted as well. */
-export function appleLanes(deps: AppleRoutesDeps): Lane[] {
-  return MDM_PATHS.flatMap(([path, kind]) => {
-    const handle = mdmHandler(deps, kind);
-    return ['PUT', 'POST'].map((method) => ({ method, path, handle }));
-  });
-}
-
-export function appleRouter(deps: AppleRoutesDeps): Router {
+/** The Apple front end: the MDM endpoints as lanes ahead of express (devices PUT; POST is accepted as well), and the router. */
+export function appleFrontEnd(deps: AppleRoutesDeps): DeviceFrontEnd {
   const router = Router();
-  // The same handlers for requests that miss a lane (a query string on the URL, say).
+  const lanes: Lane[] = [];
   for (const [path, kind] of MDM_PATHS) {
     const handle = mdmHandler(deps, kind);
+    // On the router too, for requests that miss a lane (`/mdm/connect/`, say).
     router.put(path, (req, res) => handle(req, res));
     router.post(path, (req, res) => handle(req, res));
+    lanes.push({ method: 'PUT', path, handle }, { method: 'POST', path, handle });
   }
   enrollmentRoutes(router, deps);
-  return router;
+  return { router, lanes };
 }
 
 type Reply = { body: Buffer; json?: boolean; length: number };

@@ -11,7 +11,8 @@
  * refusal is a SOAP fault the device can show (logged in full, generic on the wire).
  */
 import crypto from 'node:crypto';
-import express, { Router, type Request, type Response } from 'express';
+import type { IncomingMessage } from 'node:http';
+import express, { Router } from 'express';
 import type { Logger } from 'pino';
 import type { CommandService } from '../../src/core/commands';
 import { EnrollmentRefusal, REFUSAL_MESSAGES, type Allowed, type EnrollmentFacts } from '../../src/core/enrollment-policy';
@@ -20,6 +21,8 @@ import type { PlatformCommands } from '../../src/core/platforms';
 import type { IdleCache } from '../../src/core/idle-cache';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
+import { answer, type DeviceFrontEnd, type DeviceHandler } from '../../src/http/lanes';
+import { readRawBody } from '../../src/http/raw-body';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import type { Sealer } from '../../src/pki/sealed';
@@ -38,7 +41,7 @@ import { buildGetPoliciesResponse, parseGetPolicies } from './xcep';
 import { buildRequestSecurityTokenResponseCollection, parseRequestSecurityToken } from './wstep';
 
 const SOAP = 'application/soap+xml; charset=utf-8';
-const SYNCML = 'application/vnd.syncml.dm+xml';
+const SYNCML = 'application/vnd.syncml.dm+xml; charset=utf-8';
 export const WINDOWS_BODY_LIMIT = 1024 * 1024;
 /** Most commands sent in one OMA-DM message. */
 const COMMANDS_PER_MESSAGE = 10;
@@ -82,25 +85,31 @@ function pushChannelRequest(pfn: string, hasChannel: boolean): string[] {
   ];
 }
 
-export function windowsRouter(deps: WindowsRoutesDeps): Router {
-  const router = Router();
-  const rawParser = express.raw({ type: () => true, limit: WINDOWS_BODY_LIMIT });
-  // An oversized or broken body is a MessageFormat fault, as the device expects, not a JSON error.
-  const raw = (req: Request, res: Response, next: (err?: unknown) => void) =>
-    rawParser(req, res, (err?: unknown) => {
-      if (!err) return next();
-      const fault = new WindowsFault('MessageFormat', 'the request body could not be read', undefined, 500, { cause: err });
-      res.status(fault.httpStatus).type(SOAP).send(fault.toXml());
-    });
+/**
+ * The Windows front end: the device endpoints as plain Node handlers, shared by the express router and
+ * the lanes ahead of it (src/http/lanes.ts), so a request gets the same answer either way.
+ */
+export function windowsFrontEnd(deps: WindowsRoutesDeps): DeviceFrontEnd {
   const caDer = Buffer.from(deps.ca.cert.rawData);
   const sessions = new SessionChannels();
-
+  const handlers: Record<string, DeviceHandler> = {
+    '/EnrollmentServer/Discovery.svc': discoveryHandler(deps),
+    '/EnrollmentServer/Policy.svc': policyHandler(deps),
+    '/EnrollmentServer/Enrollment.svc': enrollmentHandler(deps, caDer),
+    '/ManagementServer/MDM.svc': managementHandler(deps, sessions),
+  };
+  const router = Router();
+  for (const [path, handle] of Object.entries(handlers)) router.post(path, (req, res) => handle(req, res));
   router.get('/EnrollmentServer/Discovery.svc', (_req, res) => {
     res.status(200).type('text/html').send('');
   });
+  signInPage(router, deps);
+  return { router, lanes: Object.entries(handlers).map(([path, handle]) => ({ method: 'POST', path, handle })) };
+}
 
-  router.post('/EnrollmentServer/Discovery.svc', raw, soap(deps, async (req, ctx) => {
-    const discover = parseDiscover(bodyOf(req));
+function discoveryHandler(deps: WindowsRoutesDeps): DeviceHandler {
+  return soap(deps, async (req, body, ctx) => {
+    const discover = parseDiscover(body);
     ctx.relatesTo = discover.messageId;
     const base = baseUrl(req, deps.publicUrl);
     return {
@@ -113,18 +122,22 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
         ...(deps.authPolicy === 'Federated' ? { authenticationServiceUrl: `${base}/EnrollmentServer/Auth` } : {}),
       }),
     };
-  }));
+  });
+}
 
-  router.post('/EnrollmentServer/Policy.svc', raw, soap(deps, async (req, ctx) => {
-    const request = parseGetPolicies(bodyOf(req));
+function policyHandler(deps: WindowsRoutesDeps): DeviceHandler {
+  return soap(deps, async (_req, body, ctx) => {
+    const request = parseGetPolicies(body);
     ctx.relatesTo = request.messageId;
     // The policy step only looks at the token; the enrollment step spends a use of it.
     if (!(await deps.windows.tokenIsUsable(credentialsOf(deps, request.security).code))) throw authenticationFault();
     return { xml: buildGetPoliciesResponse({ relatesTo: request.messageId }) };
-  }));
+  });
+}
 
-  router.post('/EnrollmentServer/Enrollment.svc', raw, soap(deps, async (req, ctx) => {
-    const request = parseRequestSecurityToken(bodyOf(req));
+function enrollmentHandler(deps: WindowsRoutesDeps, caDer: Buffer): DeviceHandler {
+  return soap(deps, async (req, body, ctx) => {
+    const request = parseRequestSecurityToken(body);
     ctx.relatesTo = request.messageId;
     const deviceId = request.context.DeviceID;
     if (!deviceId) throw new WindowsFault('MessageFormat', 'the request has no DeviceID', { type: 'InvalidEnrollmentData' });
@@ -178,8 +191,11 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
       entDmId: enrolled.deviceId,
     });
     return { xml: buildRequestSecurityTokenResponseCollection({ relatesTo: request.messageId, provisioningXml, now: new Date() }) };
-  }));
+  });
+}
 
+/** The federated sign-in page (`/EnrollmentServer/Auth`): a browser page, so it stays on express. */
+function signInPage(router: Router, deps: WindowsRoutesDeps): void {
   // The sign-in page is the one HTML page devices show: no framing, no sniffing, no referrer.
   router.use('/EnrollmentServer/Auth', (_req, res, next) => {
     res.setHeader('X-Frame-Options', 'DENY');
@@ -227,23 +243,24 @@ export function windowsRouter(deps: WindowsRoutesDeps): Router {
     }
     res.type('html').send(returnToDevice(appru, federatedToken(deps.sealer, { code, user, category })));
   });
+}
 
-  router.post('/ManagementServer/MDM.svc', raw, async (req, res) => {
+/** OMA-DM management; a body that cannot be read or parsed gets an empty 400, as SyncML has no fault of its own. */
+function managementHandler(deps: WindowsRoutesDeps, sessions: SessionChannels): DeviceHandler {
+  return async (req, res) => {
     let message: SyncMlMessage;
     try {
-      message = parseSyncMl(bodyOf(req));
+      message = parseSyncMl(await readRawBody(req, WINDOWS_BODY_LIMIT));
     } catch (err) {
       deps.logger.info({ err }, 'unreadable SyncML');
-      return void res.status(400).type(SYNCML).send('');
+      return answer(res, 400, SYNCML, '');
     }
     const reading = readMessage(message);
     const identified = await identify(deps, sessions, req, message, reading);
     const base = baseUrl(req, deps.publicUrl);
     const reply = identified ? await manage(deps, identified, message, reading, base) : refuse(message, base);
-    res.status(200).type(SYNCML).send(reply);
-  });
-
-  return router;
+    answer(res, 200, SYNCML, reply);
+  };
 }
 
 /** What a device's message says, read before anything is looked up. */
@@ -289,7 +306,7 @@ function readMessage(message: SyncMlMessage): MessageReading {
 async function identify(
   deps: WindowsRoutesDeps,
   sessions: SessionChannels,
-  req: Request,
+  req: IncomingMessage,
   message: SyncMlMessage,
   reading: MessageReading,
 ): Promise<Identified | undefined> {
@@ -405,26 +422,24 @@ interface SoapContext {
   relatesTo?: string;
 }
 
-type SoapHandler = (req: Request, ctx: SoapContext) => Promise<{ xml: string }>;
+type SoapHandler = (req: IncomingMessage, body: Buffer, ctx: SoapContext) => Promise<{ xml: string }>;
 
-/** Runs a SOAP handler; every failure becomes a fault the device can show, with the detail logged. */
-function soap(deps: WindowsRoutesDeps, handler: SoapHandler) {
-  return async (req: Request, res: Response): Promise<void> => {
+/** Runs a SOAP handler on the request's body; every failure becomes a fault the device can show, with the detail logged. */
+function soap(deps: WindowsRoutesDeps, handler: SoapHandler): DeviceHandler {
+  return async (req, res) => {
     const ctx: SoapContext = {};
     try {
-      const { xml } = await handler(req, ctx);
-      res.status(200).type(SOAP).send(xml);
+      const body = await readRawBody(req, WINDOWS_BODY_LIMIT).catch((err: unknown) => {
+        throw new WindowsFault('MessageFormat', 'the request body could not be read', undefined, 500, { cause: err });
+      });
+      const { xml } = await handler(req, body, ctx);
+      answer(res, 200, SOAP, xml);
     } catch (err) {
       const fault = isWindowsFault(err) ? err : new WindowsFault('InternalServiceFault', 'the enrollment server could not complete this request', undefined, 500, { cause: err });
       deps.logger[fault.subcode === 'InternalServiceFault' ? 'error' : 'info']({ err, subcode: fault.subcode }, 'Windows enrollment refused');
-      res.status(fault.httpStatus).type(SOAP).send(fault.toXml(ctx.relatesTo ? { relatesTo: ctx.relatesTo } : {}));
+      answer(res, fault.httpStatus, SOAP, fault.toXml(ctx.relatesTo ? { relatesTo: ctx.relatesTo } : {}));
     }
   };
-}
-
-function bodyOf(req: Request): Buffer {
-  if (Buffer.isBuffer(req.body)) return req.body;
-  throw new WindowsFault('MessageFormat', 'the request has no body');
 }
 
 /** What the sign-in page vouches for: the enrollment code, who signed in, the category they chose. */
@@ -503,7 +518,7 @@ function authenticationFault(cause?: unknown): WindowsFault {
 }
 
 /** The URL the device used (an EnterpriseEnrollment.<domain> name), so every service shares its host. */
-function baseUrl(req: Request, publicUrl: URL): string {
+function baseUrl(req: IncomingMessage, publicUrl: URL): string {
   const host = req.headers.host;
   return host && /^[A-Za-z0-9.-]+(:\d+)?$/.test(host) ? `https://${host}` : publicUrl.origin;
 }

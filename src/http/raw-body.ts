@@ -11,6 +11,11 @@ export class BodyError extends Error {
 
 export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const encoding = req.headers['content-encoding'];
+    if (encoding && encoding.toLowerCase() !== 'identity') {
+      req.resume();
+      return reject(new BodyError(`a ${encoding} body is not accepted: devices send their bodies uncompressed`));
+    }
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > limit) {
       req.resume();

@@ -248,17 +248,17 @@ it('takes check-ins and reports on /mdm too, told apart by Content-Type (NanoMDM
   expect(idle.body.toString()).toContain('SecurityInfo');
 });
 
-it('answers the same behind express as in its lane: a URL with a query string misses the lane', async () => {
+it('answers the same behind express as in its lane: the path with a trailing slash misses the lane', async () => {
   const d = await enrolled('ios');
   const id = await deviceIdOf(d);
   const cmd = await s.api.post(`/api/v1/devices/${id}/commands`).send({ type: 'security_info' }).expect(202);
   const idle = Buffer.from(encodePlist({ UDID: d.udid, Status: 'Idle' }));
-  const viaRouter = await d.send(`${d.profile!.serverUrl}?via=router`, CONTENT_TYPES.report, idle);
+  const viaRouter = await d.send(`${d.profile!.serverUrl}/`, CONTENT_TYPES.report, idle);
   expect(viaRouter.status).toBe(200);
   expect(viaRouter.headers['content-type']).toBe('application/xml; charset=utf-8');
   expect(viaRouter.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   expect(viaRouter.body.toString()).toContain(cmd.body.id);
-  for (const url of [d.profile!.serverUrl, `${d.profile!.serverUrl}?via=router`]) {
+  for (const url of [d.profile!.serverUrl, `${d.profile!.serverUrl}/`]) {
     const tampered = await d.send(url, CONTENT_TYPES.report, idle, { tamper: true });
     expect([tampered.status, tampered.headers['content-type'], tampered.body.toString()]).toEqual([400, 'text/plain; charset=utf-8', 'Bad Request']);
     const empty = await d.send(url, CONTENT_TYPES.report, idle, { signWith: null, headers: { 'x-request-id': 'probe-1' } });

@@ -41,14 +41,15 @@ async function count(route: string, status: string): Promise<number> {
   return series?.value ?? 0;
 }
 
-it('sends the exact method and path down the lane, and anything else to express', async () => {
+it('sends the exact method and path down the lane, whatever the query, and anything else to express', async () => {
   const answers = await Promise.all([
     fetch(`${base}/lane`, { method: 'PUT', body: 'x' }),
     fetch(`${base}/lane?q=1`, { method: 'PUT', body: 'x' }),
+    fetch(`${base}/lane/`, { method: 'PUT', body: 'x' }),
     fetch(`${base}/lane`, { method: 'POST', body: 'x' }),
     fetch(`${base}/lane`),
   ]);
-  expect(await Promise.all(answers.map((r) => r.text()))).toEqual(['lane', 'express PUT', 'express POST', 'express GET']);
+  expect(await Promise.all(answers.map((r) => r.text()))).toEqual(['lane', 'lane', 'express PUT', 'express POST', 'express GET']);
 });
 
 it('gives lane requests a request id (or echoes a sane one) and a latency sample under the lane path', async () => {
