@@ -75,7 +75,7 @@ async function main(): Promise<number> {
   return onDatabase(
     s.databaseUrl,
     async (database) => {
-      rt = await startAndroidRuntime({ databaseUrl: database.url, poolMax: s.poolMax });
+      rt = await startAndroidRuntime({ databaseUrl: database.url, poolMax: s.poolMax, singleProcess: database.server === 'embedded' });
       floor = await startFloor(CHECKIN_PATH);
       client = new LoadClient();
       progress(`Mooring on ${rt.url} (pool max ${rt.m.config.dbPoolMax}, queue ${rt.m.queues.kind}); floor on port ${floor.port}`);

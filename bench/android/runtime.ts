@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { AndroidCommands } from '../../protocols/android/commands';
 import type { Mooring } from '../../src/main';
 import { closeServer, listenLoopback } from '../lib/listen';
-import { createPlatformMooring } from '../lib/platform-runtime';
+import { createPlatformMooring, type PlatformRuntimeOptions } from '../lib/platform-runtime';
 
 export interface AndroidRuntime {
   m: Mooring;
@@ -19,7 +19,7 @@ export interface AndroidRuntime {
   close(): Promise<void>;
 }
 
-export async function startAndroidRuntime(opts: { databaseUrl: string; poolMax?: string }): Promise<AndroidRuntime> {
+export async function startAndroidRuntime(opts: PlatformRuntimeOptions): Promise<AndroidRuntime> {
   const { m, adminToken, removeState } = await createPlatformMooring('android', new AndroidCommands(), opts);
   let server: http.Server | undefined;
   try {

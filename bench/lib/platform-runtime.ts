@@ -17,8 +17,15 @@ export interface PlatformMooring {
   removeState(): void;
 }
 
+export interface PlatformRuntimeOptions {
+  databaseUrl: string;
+  poolMax?: string;
+  /** The database is the run's own embedded one, so one process holds every queue change (as `npm start` does). */
+  singleProcess?: boolean;
+}
+
 /** `name` names the temp dir and the queue namespace (`mooring-bench-<name>-`, `bench_<name>_`). */
-export async function createPlatformMooring(name: string, plugin: PlatformCommands, opts: { databaseUrl: string; poolMax?: string }): Promise<PlatformMooring> {
+export async function createPlatformMooring(name: string, plugin: PlatformCommands, opts: PlatformRuntimeOptions): Promise<PlatformMooring> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `mooring-bench-${name}-`));
   const removeState = () => fs.rmSync(stateDir, { recursive: true, force: true });
   const adminToken = newApiToken();
@@ -29,6 +36,8 @@ export async function createPlatformMooring(name: string, plugin: PlatformComman
     MOORING_ADMIN_TOKEN: adminToken,
     MOORING_DB_POOL_MAX: opts.poolMax,
     MOORING_LOG_LEVEL: 'silent',
+    // As in the embedded default: the queue generation lives in this process, so idle lookups can be skipped.
+    MOORING_IDLE_CACHE: opts.singleProcess ? 'local' : 'auto',
   });
   const platforms = new PlatformRegistry().register(plugin);
   const queueNamespace = `bench_${name}_${crypto.randomBytes(5).toString('hex')}`;

@@ -11,7 +11,7 @@ import { WindowsCommands } from '../../protocols/windows/commands';
 import type { Mooring } from '../../src/main';
 import { ensureTlsCertificate } from '../../src/pki/ca';
 import { closeServer, listenHttps, type TlsMaterial } from '../lib/listen';
-import { createPlatformMooring } from '../lib/platform-runtime';
+import { createPlatformMooring, type PlatformRuntimeOptions } from '../lib/platform-runtime';
 
 export interface WindowsRuntime {
   m: Mooring;
@@ -23,7 +23,7 @@ export interface WindowsRuntime {
   close(): Promise<void>;
 }
 
-export async function startWindowsRuntime(opts: { databaseUrl: string; poolMax?: string }): Promise<WindowsRuntime> {
+export async function startWindowsRuntime(opts: PlatformRuntimeOptions): Promise<WindowsRuntime> {
   const { m, adminToken, config, removeState } = await createPlatformMooring('windows', new WindowsCommands(), opts);
   let server: https.Server | undefined;
   let tls: TlsMaterial;
