@@ -95,6 +95,9 @@ const REPORT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
  */
 const HANDOUT_COALESCING = { maxInFlight: 2, maxBatch: 256 };
 
+/** The batch row, as a CTE of the first chunk's statement (its bindings: id, type, params, key, requested_by). */
+const CLAIM_BATCH = `batch AS (INSERT INTO command_batches (id, type, params, idempotency_key, requested_by) VALUES (?, ?, ?::jsonb, ?, ?))`;
+
 interface ReportAsk {
   enrollmentId: string;
   outcome: CommandOutcome;
@@ -151,38 +154,54 @@ export class PgCommandStore implements CommandStore {
   }
 
   async writeBatchChunk(batch: NewBatch, chunk: NewCommand[], opts: { first: boolean }): Promise<SeqRange | null> {
+    // The batch row goes in with the first chunk: it claims the idempotency key (a concurrent request
+    // with the same key fails here, before it has written anything) and has no answer yet.
+    const claim = opts.first ? [CLAIM_BATCH, [batch.id, batch.type, JSON.stringify(batch.params), batch.idempotency_key, batch.requested_by]] as const : undefined;
+    if (chunk.length === 0) {
+      if (claim) await this.db.raw(`WITH ${claim[0]} SELECT 1`, claim[1] as never);
+      return null;
+    }
+    // One statement, so one round trip and atomic by itself: during a large lock the event loop is
+    // busy with the pushes of earlier chunks, and every round trip of the writer waits its turn there.
+    // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
+    // escaping of 100,000 elements is not); values shared by the batch are plain parameters, and
+    // payloads that differ only by their command id travel once, as a template Postgres fills in.
     const { rows, templates } = templated(chunk);
-    return this.db.transaction(async (trx) => {
-      // The batch row goes in with the first chunk: it claims the idempotency key (a concurrent
-      // request with the same key fails here, before it has written anything) and has no answer yet.
-      if (opts.first) await trx('command_batches').insert({ ...batch, params: JSON.stringify(batch.params), response: null });
-      if (chunk.length === 0) return null;
-      // Per-row values travel as one JSON document (JSON.stringify is native; driver-side array
-      // escaping of 100,000 elements is not); values shared by the batch are plain parameters, and
-      // payloads that differ only by their command id travel once, as a template Postgres fills in.
-      const { rows: written } = await trx.raw(
-        `WITH tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY),
-         ins AS (
-           INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
-                                 type, params, priority, batch_id, requested_by, expires_at)
-           SELECT u.i, u.d, u.e, u.p, coalesce(u.w, replace(tpl.value, ?, u.i::text)), u.f, ?, ?::jsonb, ?, ?, ?, ?
-             FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, t int, f text)
-             LEFT JOIN tpl ON tpl.n = u.t
-           RETURNING seq)
-         SELECT min(seq)::text AS first, max(seq)::text AS last FROM ins`,
-        [JSON.stringify(templates), ID_MARK, batch.type, JSON.stringify(batch.params), chunk[0]!.priority, batch.id, batch.requested_by, chunk[0]!.expires_at, JSON.stringify(rows)] as never,
-      );
-      return { first: written[0].first, last: written[0].last };
-    });
+    const { rows: written } = await this.db.raw(
+      `WITH ${claim ? `${claim[0]},` : ''}
+       tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY),
+       ins AS (
+         INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
+                               type, params, priority, batch_id, requested_by, expires_at)
+         SELECT u.i, u.d, u.e, u.p, coalesce(u.w, replace(tpl.value, ?, u.i::text)), u.f, ?, ?::jsonb, ?, ?, ?, ?
+           FROM json_to_recordset(?::json) AS u(i uuid, d uuid, e uuid, p text, w text, t int, f text)
+           LEFT JOIN tpl ON tpl.n = u.t
+         RETURNING seq)
+       SELECT min(seq)::text AS first, max(seq)::text AS last FROM ins`,
+      [
+        ...(claim ? claim[1] : []),
+        JSON.stringify(templates),
+        ID_MARK,
+        batch.type,
+        JSON.stringify(batch.params),
+        chunk[0]!.priority,
+        batch.id,
+        batch.requested_by,
+        chunk[0]!.expires_at,
+        JSON.stringify(rows),
+      ] as never,
+    );
+    return { first: written[0].first, last: written[0].last };
   }
 
+  /** The answer, stored for replay, and the batch's event: one statement. */
   async finishBatch(batchId: string, response: BulkResult, event: EventInput): Promise<void> {
-    await this.db.transaction(async (trx) => {
-      await trx('command_batches')
-        .where({ id: batchId })
-        .update({ accepted: response.accepted.length, rejected: response.rejected.length, response: JSON.stringify(response) });
-      await trx('events').insert(eventRow(event));
-    });
+    const e = eventRow(event);
+    await this.db.raw(
+      `WITH answered AS (UPDATE command_batches SET accepted = ?, rejected = ?, response = ?::jsonb WHERE id = ?)
+       INSERT INTO events (type, device_id, command_id, actor, data) VALUES (?, ?, ?, ?, ?::jsonb)`,
+      [response.accepted.length, response.rejected.length, JSON.stringify(response), batchId, e.type, e.device_id, e.command_id, e.actor, e.data] as never,
+    );
   }
 
   async abandonBatch(batchId: string, event: EventInput): Promise<{ canceled: number; handedOut: number }> {
