@@ -21,6 +21,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { domainToASCII } from 'node:url';
+import { child, escapeXml, parseXml, type XmlElement } from '../../protocols/windows/xml';
 import { MooringError } from '../core/errors';
 
 export const CNAME_STEPS = ['dns', 'cname_target', 'https', 'tls_name', 'discovery_get', 'discover_post'] as const;
@@ -267,10 +268,11 @@ export async function checkEnrollmentCname(opts: CnameCheckOptions): Promise<Cna
     steps.push({ step: 'discover_post', ok: false, detail: `POST Discover to ${url} failed: ${post.error}`, hint: `check the server log of ${expected}` });
     return report();
   }
-  const xml = post.body.toString('utf8');
-  const serviceUrl = elementText(xml, 'EnrollmentServiceUrl');
-  if (post.status === 200 && /<(?:[\w.-]+:)?DiscoverResponse[\s>]/.test(xml) && serviceUrl) {
-    const policy = elementText(xml, 'AuthPolicy');
+  const answer = xmlOf(post.body);
+  const discovered = child(answer, 'Body', 'DiscoverResponse');
+  const serviceUrl = firstText(discovered, 'EnrollmentServiceUrl');
+  if (post.status === 200 && serviceUrl) {
+    const policy = firstText(discovered, 'AuthPolicy');
     if (!/^https:\/\//i.test(serviceUrl)) {
       steps.push({
         step: 'discover_post',
@@ -283,8 +285,8 @@ export async function checkEnrollmentCname(opts: CnameCheckOptions): Promise<Cna
     }
     return report();
   }
-  const fault = elementText(xml, 'Text') ?? elementText(xml, 'faultstring');
-  const code = elementText(xml, 'Value');
+  const fault = firstText(answer, 'Text') ?? firstText(answer, 'faultstring');
+  const code = firstText(answer, 'Value');
   steps.push({
     step: 'discover_post',
     ok: false,
@@ -491,24 +493,22 @@ function discoverRequest(to: string, messageId: string, email: string): string {
 </s:Envelope>`;
 }
 
-/** The trimmed, unescaped text of the first `<[prefix:]tag>` element, if any. */
-function elementText(xml: string, tag: string): string | undefined {
-  const match = new RegExp(`<(?:[\\w.-]+:)?${tag}(?:\\s[^>]*)?>([^<]*)</(?:[\\w.-]+:)?${tag}\\s*>`).exec(xml);
-  const text = match?.[1]?.trim();
-  return text ? unescapeXml(text) : undefined;
+/** The answer as an XML tree (our bounded reader), or undefined when it is not XML (an HTML error page, say). */
+function xmlOf(body: Buffer): XmlElement | undefined {
+  try {
+    return parseXml(body);
+  } catch {
+    return undefined;
+  }
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-function unescapeXml(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&#(\d+);/g, (_, n: string) => String.fromCodePoint(Number(n)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, n: string) => String.fromCodePoint(parseInt(n, 16)))
-    .replace(/&amp;/g, '&');
+/** The text of the first element with this local name, depth first, if it has any. */
+function firstText(el: XmlElement | undefined, name: string): string | undefined {
+  if (!el) return undefined;
+  if (el.name === name) return el.text || undefined;
+  for (const c of el.children) {
+    const found = firstText(c, name);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }

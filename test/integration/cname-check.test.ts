@@ -23,7 +23,11 @@ interface StandIn {
 }
 
 /** An HTTPS server on 127.0.0.1 answering like Mooring's Windows discovery endpoints (or with 404). */
-async function startDiscoveryStandIn(tlsMaterial: { certPem: string; keyPem: string }, opts: { discoveryStatus?: number } = {}): Promise<StandIn> {
+/** `postAnswer`: what POST Discovery.svc answers instead of a DiscoverResponse (status and body). */
+async function startDiscoveryStandIn(
+  tlsMaterial: { certPem: string; keyPem: string },
+  opts: { discoveryStatus?: number; postAnswer?: { status: number; type: string; body: string } } = {},
+): Promise<StandIn> {
   const requests: StandIn['requests'] = [];
   const server = https.createServer({ cert: tlsMaterial.certPem, key: tlsMaterial.keyPem }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -45,6 +49,10 @@ async function startDiscoveryStandIn(tlsMaterial: { certPem: string; keyPem: str
       }
       if (req.method === 'GET') {
         res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': '0' }).end();
+        return;
+      }
+      if (opts.postAnswer) {
+        res.writeHead(opts.postAnswer.status, { 'Content-Type': opts.postAnswer.type }).end(opts.postAnswer.body);
         return;
       }
       const messageId = /<a:MessageID>([^<]*)<\/a:MessageID>/.exec(body)?.[1] ?? '';
@@ -86,6 +94,8 @@ describe('Windows enrollment CNAME check', () => {
   let good: StandIn; // certificate covers EnterpriseEnrollment.example.com
   let narrow: StandIn; // certificate covers only mdm.mooring.test
   let missingDiscovery: StandIn; // answers 404
+  let faulting: StandIn; // answers the Discover POST with a SOAP fault
+  let htmlError: StandIn; // answers the Discover POST with a proxy's HTML error page
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-cname-'));
@@ -97,6 +107,18 @@ describe('Windows enrollment CNAME check', () => {
     good = await startDiscoveryStandIn(wide);
     narrow = await startDiscoveryStandIn(only);
     missingDiscovery = await startDiscoveryStandIn(wide, { discoveryStatus: 404 });
+    faulting = await startDiscoveryStandIn(wide, {
+      postAnswer: {
+        status: 500,
+        type: 'application/soap+xml; charset=utf-8',
+        body:
+          '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><s:Fault>' +
+          '<s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>s:InMaintenance</s:Value></s:Subcode></s:Code>' +
+          '<s:Reason><s:Text xml:lang="en-US">The server is down for maintenance &amp; back soon</s:Text></s:Reason>' +
+          '</s:Fault></s:Body></s:Envelope>',
+      },
+    });
+    htmlError = await startDiscoveryStandIn(wide, { postAnswer: { status: 502, type: 'text/html', body: '<html><body><h1>502 Bad Gateway</h1><hr></body></html>' } });
 
     dnsServer = await startDnsServer({
       'EnterpriseEnrollment.example.com': { CNAME: EXPECTED },
@@ -112,7 +134,7 @@ describe('Windows enrollment CNAME check', () => {
   });
 
   afterAll(async () => {
-    await Promise.all([good?.close(), narrow?.close(), missingDiscovery?.close(), dnsServer?.close()]);
+    await Promise.all([good?.close(), narrow?.close(), missingDiscovery?.close(), faulting?.close(), htmlError?.close(), dnsServer?.close()]);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -219,6 +241,18 @@ describe('Windows enrollment CNAME check', () => {
     expect(step(report, 'discovery_get').hint).toBeDefined();
     expect(step(report, 'discover_post').detail).toMatch(/^skipped: /);
     expect(report.ok).toBe(false);
+  });
+
+  it("fails discover_post with the fault's reason and code when the POST answers a SOAP fault", async () => {
+    const report = await check('example.com', faulting.port);
+    expect(step(report, 'discovery_get').ok).toBe(true);
+    expect(step(report, 'discover_post')).toMatchObject({ ok: false, detail: 'POST Discover → 500: The server is down for maintenance & back soon (s:Receiver)' });
+    expect(report.ok).toBe(false);
+  });
+
+  it('fails discover_post without a crash when a proxy answers the POST with an HTML page', async () => {
+    const report = await check('example.com', htmlError.port);
+    expect(step(report, 'discover_post')).toMatchObject({ ok: false, detail: 'POST Discover → 502' });
   });
 
   it('fails https when nothing listens on the port', async () => {
