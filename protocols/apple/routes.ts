@@ -104,8 +104,9 @@ function mdmHandler(deps: AppleRoutesDeps, kind: 'checkin' | 'connect'): DeviceH
       answer(res, 200, reply.json ? 'application/json' : 'application/xml; charset=utf-8', reply.body);
     } catch (err) {
       const refusal = asRefusal(err);
-      if (refusal) deps.logger.info({ reason: refusal.reason, path: req.url?.split('?')[0], status: refusal.status }, 'Apple MDM request refused');
-      else deps.logger.error({ err, path: req.url?.split('?')[0] }, 'Apple MDM request failed');
+      const path = req.url?.split('?')[0];
+      if (refusal) deps.logger.info({ reason: refusal.reason, path, status: refusal.status }, 'Apple MDM request refused');
+      else deps.logger.error({ err, path }, 'Apple MDM request failed');
       if (res.headersSent) return void res.destroy();
       const status = refusal?.status ?? 500;
       const text = refusal ? (refusal.text ?? (status === 410 ? 'Gone' : 'Bad Request')) : 'Internal Server Error';

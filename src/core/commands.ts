@@ -130,11 +130,11 @@ export interface CommandServiceOptions {
 }
 
 /**
- * Bulk requests are written a chunk at a time, one transaction each, and every chunk's devices are
+ * Bulk requests are written a chunk at a time, one statement each, and every chunk's devices are
  * woken as soon as it commits: a lock to 10,000 devices starts pushing after the first chunk instead
- * of after the last. Chunks grow from FIRST_BULK_CHUNK (the first push comes early) to BULK_CHUNK (one
- * insert statement each). A request no larger than the first chunk is one transaction, and wakes its
- * devices directly instead of through a fan-out job.
+ * of after the last. Chunks grow from FIRST_BULK_CHUNK (the first push comes early) to BULK_CHUNK. A
+ * request no larger than the first chunk is one statement, and wakes its devices directly instead of
+ * through a fan-out job.
  */
 const FIRST_BULK_CHUNK = 500;
 const BULK_CHUNK = 2_000;

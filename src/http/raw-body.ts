@@ -1,7 +1,8 @@
 /**
  * A device request body as one Buffer, at most `limit` bytes: a larger one is refused as soon as its
  * Content-Length or its bytes say so. Used where body-parser's generality costs on every request and
- * the protocol answers errors in its own form (Apple MDM and SCEP).
+ * the protocol answers errors in its own form (Apple MDM and SCEP, Windows enrollment and management).
+ * A compressed body is refused: devices do not send one, and the bounds would count its compressed size.
  */
 import type { IncomingMessage } from 'node:http';
 

@@ -156,9 +156,9 @@ export class PgCommandStore implements CommandStore {
   async writeBatchChunk(batch: NewBatch, chunk: NewCommand[], opts: { first: boolean }): Promise<SeqRange | null> {
     // The batch row goes in with the first chunk: it claims the idempotency key (a concurrent request
     // with the same key fails here, before it has written anything) and has no answer yet.
-    const claim = opts.first ? [CLAIM_BATCH, [batch.id, batch.type, JSON.stringify(batch.params), batch.idempotency_key, batch.requested_by]] as const : undefined;
+    const claimValues = opts.first ? [batch.id, batch.type, JSON.stringify(batch.params), batch.idempotency_key, batch.requested_by] : [];
     if (chunk.length === 0) {
-      if (claim) await this.db.raw(`WITH ${claim[0]} SELECT 1`, claim[1] as never);
+      if (opts.first) await this.db.raw(`WITH ${CLAIM_BATCH} SELECT 1`, claimValues as never);
       return null;
     }
     // One statement, so one round trip and atomic by itself: during a large lock the event loop is
@@ -168,7 +168,7 @@ export class PgCommandStore implements CommandStore {
     // payloads that differ only by their command id travel once, as a template Postgres fills in.
     const { rows, templates } = templated(chunk);
     const { rows: written } = await this.db.raw(
-      `WITH ${claim ? `${claim[0]},` : ''}
+      `WITH ${opts.first ? `${CLAIM_BATCH},` : ''}
        tpl AS (SELECT ordinality - 1 AS n, value FROM json_array_elements_text(?::json) WITH ORDINALITY),
        ins AS (
          INSERT INTO commands (id, device_id, enrollment_id, platform, payload, effect,
@@ -179,7 +179,7 @@ export class PgCommandStore implements CommandStore {
          RETURNING seq)
        SELECT min(seq)::text AS first, max(seq)::text AS last FROM ins`,
       [
-        ...(claim ? claim[1] : []),
+        ...claimValues,
         JSON.stringify(templates),
         ID_MARK,
         batch.type,

@@ -47,16 +47,19 @@ function pc(opts: Partial<ConstructorParameters<typeof SimulatedWindowsDevice>[0
   return new SimulatedWindowsDevice({ baseUrl: on.url, caPem: on.caPem, ...opts });
 }
 
-/** A PC enrolled OnPremise with a fresh token; returns it and its Mooring device id. */
-async function enrolledPc(opts: Partial<ConstructorParameters<typeof SimulatedWindowsDevice>[0]> = {}): Promise<{ device: SimulatedWindowsDevice; id: string }> {
-  const { token } = await windowsToken();
-  const device = pc(opts);
+/** A PC enrolled OnPremise with a fresh token (on the main server unless told); returns it and its Mooring device id. */
+async function enrolledPc(
+  opts: Partial<ConstructorParameters<typeof SimulatedWindowsDevice>[0]> = {},
+  on: { server: TestServer; net: Net } = { server: s, net },
+): Promise<{ device: SimulatedWindowsDevice; id: string }> {
+  const { token } = await windowsToken(on.server);
+  const device = pc(opts, on.net);
   expect((await device.discover('9.0')).status).toBe(200);
   expect((await device.getPolicies({ password: token })).status).toBe(200);
   const enrolled = await device.enroll({ password: token });
   expect(enrolled.fault).toBeUndefined();
   expect(enrolled.status).toBe(200);
-  const id = await adminIdOf(device);
+  const id = await adminIdOf(device, on.server);
   return { device, id };
 }
 
@@ -538,12 +541,7 @@ describe('hand-outs skipped while the queue has not moved (queue generation in R
   });
 
   it('skips the hand-out after one that drained the queue, until a command is queued', async () => {
-    const { token } = await windowsToken(idle);
-    const device = pc({}, idleNet);
-    await device.discover('9.0');
-    await device.getPolicies({ password: token });
-    expect((await device.enroll({ password: token })).status).toBe(200);
-    const id = await adminIdOf(device, idle);
+    const { device, id } = await enrolledPc({}, { server: idle, net: idleNet });
     const restart = await sendCommand(id, { type: 'restart' }, idle).expect(202);
     const handOuts = jest.spyOn(idle.m.commands, 'nextMany');
     const session = await keptAliveSession(device, 'drained', idleNet);

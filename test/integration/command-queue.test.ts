@@ -395,7 +395,7 @@ describe('bulk, a chunk at a time', () => {
     expect(events).toHaveLength(1);
   });
 
-  it('wakes a request no larger than the first chunk directly, after its one transaction', async () => {
+  it('wakes a request no larger than the first chunk directly, after its one statement', async () => {
     const targets = await Promise.all(Array.from({ length: 2 }, () => s.device()));
     const { service, woken, direct } = chunkedService();
     await service.enqueueBulk(targets.map((t) => t.device.id), { type: 'lock' }, 'test');
