@@ -14,16 +14,27 @@ export interface QueueGeneration {
   bump(): Promise<void>;
 }
 
-/** One process holds every queue change (the embedded default): a counter in memory is the truth. */
+/**
+ * One process holds every queue change (the embedded default): a counter in memory is the truth. The
+ * counter lives in shared memory, so the background worker's thread (src/worker-thread.ts), which puts
+ * unreported commands back, moves the same number the server's idle polls read.
+ */
 export class LocalQueueGeneration implements QueueGeneration {
-  #value = 0;
+  /** Hand this to another thread (it is shared, not copied) and build a LocalQueueGeneration on it there. */
+  readonly buffer: SharedArrayBuffer;
+  readonly #value: BigInt64Array;
+
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT)) {
+    this.buffer = buffer;
+    this.#value = new BigInt64Array(buffer, 0, 1);
+  }
 
   read(): Promise<number> {
-    return Promise.resolve(this.#value);
+    return Promise.resolve(Number(Atomics.load(this.#value, 0)));
   }
 
   bump(): Promise<void> {
-    this.#value += 1;
+    Atomics.add(this.#value, 0, 1n);
     return Promise.resolve();
   }
 }

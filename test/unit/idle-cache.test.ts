@@ -80,3 +80,16 @@ describe('IdleCache', () => {
     expect(cache.isIdle('UDID-1', 'cert-a', g)).toBe(false);
   });
 });
+
+describe('LocalQueueGeneration', () => {
+  it('is one number for every instance built on its buffer (the worker thread builds one on the server\'s)', async () => {
+    const server = new LocalQueueGeneration();
+    const worker = new LocalQueueGeneration(server.buffer);
+    await worker.bump();
+    await worker.bump();
+    expect(await server.read()).toBe(2);
+    await server.bump();
+    expect(await worker.read()).toBe(3);
+    expect(await new LocalQueueGeneration().read()).toBe(0);
+  });
+});
