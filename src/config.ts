@@ -117,6 +117,10 @@ export const SETTINGS = {
   MOORING_NOT_NOW_RETRY: { schema: seconds.default(5 * 60), doc: 'Seconds before a re-push after a device answers NotNow.' },
   MOORING_ADMIN_BODY_LIMIT: { schema: z.string().default('8mb'), doc: 'Largest admin API request body (a 100,000-device bulk command is about 4 MB).' },
   MOORING_DB_POOL_MAX: { schema: z.coerce.number().int().min(2).default(20), doc: 'Most Postgres connections one process opens for requests.' },
+  MOORING_WORKER_THREAD: {
+    schema: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+    doc: "Where `serve` runs the background worker when it runs one (embedded mode, `--worker`): `true` on a thread of its own, so a push fan-out to thousands of devices neither waits for nor holds up device and admin requests, and uses a second CPU core; `false` on the request thread. `mooring worker` is a process of its own either way.",
+  },
   MOORING_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -159,6 +163,7 @@ export interface Config {
   notNowRetrySeconds: number;
   adminBodyLimit: string;
   dbPoolMax: number;
+  workerThread: boolean;
   logLevel: Env['MOORING_LOG_LEVEL'];
 }
 
@@ -221,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = readProcessEnv()): Config {
     notNowRetrySeconds: e.MOORING_NOT_NOW_RETRY,
     adminBodyLimit: e.MOORING_ADMIN_BODY_LIMIT,
     dbPoolMax: e.MOORING_DB_POOL_MAX,
+    workerThread: e.MOORING_WORKER_THREAD,
     logLevel: e.MOORING_LOG_LEVEL,
   };
 }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import type pg from 'pg';
 import pino, { type Logger } from 'pino';
 import { adminRouter } from './admin/router';
 import { PgDirectoryStore } from './storage/directory';
@@ -45,7 +46,7 @@ import { ApnsProvider, pushCertificateHealth, registerApnsCertificateGauge } fro
 import { FcmProvider, loadServiceAccountFile } from './push/fcm';
 import { WnsProvider } from './push/wns';
 import { PushProviderRegistry } from './push/provider';
-import { createQueueBackend, type QueueBackend } from './queue/backend';
+import { createQueueBackend, type QueueBackend, type QueueHandle } from './queue/backend';
 import { PgCommandStore } from './storage/commands';
 import { createDb, createHandoutPool, migrate, pingDb, type Db } from './storage/db';
 import { PgDeviceStore, SEEN_RESOLUTION_SECONDS } from './storage/devices';
@@ -53,9 +54,16 @@ import { startEmbeddedPostgres } from './storage/embedded';
 import { PgEventStore } from './storage/events';
 import { PgTokenStore } from './storage/tokens';
 import { startWorker, type RunningWorker } from './worker';
+import { startWorkerThread } from './worker-thread';
 import type { RequestListener } from 'node:http';
 
 export const VERSION: string = (JSON.parse(fs.readFileSync(path.join(__dirname, findUp('package.json')), 'utf8')) as { version: string }).version;
+
+/** Test settings for the background worker's loops. */
+export interface WorkerOverrides {
+  relayEveryMs?: number;
+  expireEveryMs?: number;
+}
 
 export interface MooringOptions {
   logger?: Logger;
@@ -88,8 +96,139 @@ export interface Mooring {
   app: RequestListener;
   /** The admin token made on this start (first start only), to print once. */
   newAdminToken?: string;
-  startWorker(overrides?: { relayEveryMs?: number; expireEveryMs?: number }): RunningWorker;
+  /** The background worker on this thread (tests, `mooring worker`, `MOORING_WORKER_THREAD=false`). */
+  startWorker(overrides?: WorkerOverrides): RunningWorker;
+  /**
+   * The background worker on a thread of its own, restarted if it dies; resolves once it runs, and
+   * rejects with the reason if its first start fails.
+   */
+  startWorkerThread(overrides?: WorkerOverrides): Promise<RunningWorker>;
   stop(): Promise<void>;
+}
+
+/**
+ * What the server and the background worker both stand on: the pools, the queues, the push providers
+ * and the command service. Built here for the server, and built again the same way on the worker's
+ * thread (src/worker-thread-entry.ts), which shares nothing with the server but the database, the
+ * queue backend and, in one process, the queue generation's memory.
+ */
+export interface Core {
+  config: Config;
+  logger: Logger;
+  databaseUrl: string;
+  db: Db;
+  queues: QueueBackend;
+  pushQueue: QueueHandle<PushJob>;
+  webhookQueue: QueueHandle<WebhookJob>;
+  devices: PgDeviceStore;
+  events: PgEventStore;
+  tokens: PgTokenStore;
+  dispatcher: PushDispatcher;
+  sealer: Sealer;
+  pushCertificates: PgPushCertificateStore;
+  providers: PushProviderRegistry;
+  platforms: PlatformRegistry;
+  generation: QueueGeneration | undefined;
+  commands: CommandService;
+  apple: PgAppleStore;
+  /** The hand-out pool (synchronous_commit off; see storage/db.ts). */
+  handout: pg.Pool;
+  webhookSecret: string;
+  close(): Promise<void>;
+}
+
+export interface CoreOptions extends MooringOptions {
+  /** Apply pending migrations first (the server does; the worker's thread starts after it did). */
+  migrate?: boolean;
+  /** The queue generation to use instead of this process's own (the worker's thread gets the server's). */
+  generation?: QueueGeneration;
+}
+
+export async function openCore(config: Config, databaseUrl: string, opts: CoreOptions = {}): Promise<Core> {
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { service: 'mooring' } });
+  const cleanup: Array<() => Promise<void>> = [];
+  try {
+    const db = createDb(databaseUrl, config.dbPoolMax);
+    cleanup.unshift(() => db.destroy());
+    const handout = createHandoutPool(databaseUrl, Math.max(2, Math.ceil(config.dbPoolMax / 2)));
+    cleanup.unshift(() => handout.end());
+    if (opts.migrate) {
+      const applied = await migrate(db);
+      if (applied.length) logger.info({ applied }, 'database migrated');
+    }
+
+    const queues = createQueueBackend({ redisUrl: config.redisUrl, databaseUrl, namespace: opts.queueNamespace });
+    cleanup.unshift(() => queues.close());
+    const pushQueue = queues.queue<PushJob>(PUSH_QUEUE);
+    const webhookQueue = queues.queue<WebhookJob>(WEBHOOK_QUEUE);
+
+    const devices = new PgDeviceStore(db);
+    const events = new PgEventStore(db);
+    const tokens = new PgTokenStore(db);
+    const dispatcher = new PushDispatcher(pushQueue);
+    const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
+    const pushCertificates = new PgPushCertificateStore(db, sealer);
+    const providers = opts.pushProviders ?? defaultPushProviders(config, logger, pushCertificates);
+    cleanup.unshift(() => providers.close());
+    const platforms = opts.platforms ?? new PlatformRegistry().register(new AppleCommands()).register(new AndroidCommands()).register(new WindowsCommands());
+    const generation = opts.generation ?? queueGeneration(config, queues);
+    const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
+      generation,
+      defaultTtlSeconds: config.commandTtlSeconds,
+      redeliverAfterSeconds: config.redeliverAfterSeconds,
+      notNowRetrySeconds: config.notNowRetrySeconds,
+      warn: (obj, msg) => logger.warn(obj, msg),
+    });
+    const apple = new PgAppleStore(db, tokens, sealer, handout);
+    const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
+    return {
+      config,
+      logger,
+      databaseUrl,
+      db,
+      queues,
+      pushQueue,
+      webhookQueue,
+      devices,
+      events,
+      tokens,
+      dispatcher,
+      sealer,
+      pushCertificates,
+      providers,
+      platforms,
+      generation,
+      commands,
+      apple,
+      handout,
+      webhookSecret,
+      close: () => runAll(cleanup),
+    };
+  } catch (err) {
+    await runAll(cleanup);
+    throw err;
+  }
+}
+
+/** The background worker on this thread, over `core`. */
+export function startCoreWorker(core: Core, opts: Pick<MooringOptions, 'retryDelayMs'>, overrides: WorkerOverrides = {}): RunningWorker {
+  return startWorker({
+    logger: core.logger,
+    queues: core.queues,
+    pushQueue: core.pushQueue,
+    webhookQueue: core.webhookQueue,
+    dispatcher: core.dispatcher,
+    providers: core.providers,
+    devices: core.devices,
+    events: core.events,
+    commands: core.commands,
+    challenges: core.apple,
+    webhookUrls: core.config.webhookUrls,
+    webhookSecret: core.webhookSecret,
+    webhookRetryDelayMs: opts.retryDelayMs,
+    pushRetryDelayMs: opts.retryDelayMs,
+    ...overrides,
+  });
 }
 
 export async function createMooring(config: Config, opts: MooringOptions = {}): Promise<Mooring> {
@@ -103,38 +242,12 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       databaseUrl = embedded.connectionString;
       logger.info({ dir: config.dataDir, created: embedded.created }, 'embedded Postgres running');
     }
-    const db = createDb(databaseUrl, config.dbPoolMax);
-    cleanup.unshift(() => db.destroy());
-    const handout = createHandoutPool(databaseUrl, Math.max(2, Math.ceil(config.dbPoolMax / 2)));
-    cleanup.unshift(() => handout.end());
-    const applied = await migrate(db);
-    if (applied.length) logger.info({ applied }, 'database migrated');
-
-    const queues = createQueueBackend({ redisUrl: config.redisUrl, databaseUrl, namespace: opts.queueNamespace });
-    cleanup.unshift(() => queues.close());
-    const pushQueue = queues.queue<PushJob>(PUSH_QUEUE);
-    const webhookQueue = queues.queue<WebhookJob>(WEBHOOK_QUEUE);
-    registerQueueDepth({ [PUSH_QUEUE]: pushQueue, [WEBHOOK_QUEUE]: webhookQueue });
-
-    const devices = new PgDeviceStore(db);
-    const events = new PgEventStore(db);
-    const tokens = new PgTokenStore(db);
-    const dispatcher = new PushDispatcher(pushQueue);
-    const sealer = new Sealer(config.secretKey ? parseSecretKey(config.secretKey) : await withDirLock(config.certsDir, async () => loadOrCreateKey(path.join(config.certsDir, 'secret.key'))));
-    const pushCertificates = new PgPushCertificateStore(db, sealer);
+    const core = await openCore(config, databaseUrl, { ...opts, logger, migrate: true });
+    cleanup.unshift(() => core.close());
+    const { db, queues, devices, events, tokens, dispatcher, sealer, pushCertificates, platforms, commands, apple, handout } = core;
+    registerQueueDepth({ [PUSH_QUEUE]: core.pushQueue, [WEBHOOK_QUEUE]: core.webhookQueue });
     registerApnsCertificateGauge(pushCertificates);
-    const providers = opts.pushProviders ?? defaultPushProviders(config, logger, pushCertificates);
-    cleanup.unshift(() => providers.close());
-    const platforms = opts.platforms ?? new PlatformRegistry().register(new AppleCommands()).register(new AndroidCommands()).register(new WindowsCommands());
-    const generation = queueGeneration(config, queues);
-    const idle = generation ? new IdleCache(generation, { ttlMs: SEEN_RESOLUTION_SECONDS * 1000, maxEntries: 200_000 }) : undefined;
-    const commands = new CommandService(new PgCommandStore(db, handout), platforms, dispatcher, {
-      generation,
-      defaultTtlSeconds: config.commandTtlSeconds,
-      redeliverAfterSeconds: config.redeliverAfterSeconds,
-      notNowRetrySeconds: config.notNowRetrySeconds,
-      warn: (obj, msg) => logger.warn(obj, msg),
-    });
+    const idle = core.generation ? new IdleCache(core.generation, { ttlMs: SEEN_RESOLUTION_SECONDS * 1000, maxEntries: 200_000 }) : undefined;
     const newAdminToken = await bootstrapAdminToken(tokens, db, config.adminToken);
 
     const ca = await withDirLock(config.certsDir, () => loadOrCreateCa(config.certsDir, (msg) => logger.info(msg), config.caFiles));
@@ -161,7 +274,6 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
     });
     const android = new PgAndroidStore(db, tokens, handout);
     const windows = new PgWindowsStore(db, tokens, handout);
-    const apple = new PgAppleStore(db, tokens, sealer, handout);
     const gate = new PgEnrollmentGate(db, handout);
     const appleDevices = appleFrontEnd({
       apple,
@@ -201,7 +313,6 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       windowsDevices.router,
     ];
     const app = createApp({ logger, admin, devices: deviceRouters, lanes: [...appleDevices.lanes, ...windowsDevices.lanes], ready: () => readiness(db, queues, pushCertificates) });
-    const webhookSecret = config.webhookSecret ?? (await withDirLock(config.certsDir, async () => loadOrCreateSecret(path.join(config.certsDir, 'webhook.secret'))));
 
     return {
       config,
@@ -219,23 +330,16 @@ export async function createMooring(config: Config, opts: MooringOptions = {}): 
       ca,
       app,
       newAdminToken,
-      startWorker: (overrides = {}) =>
-        startWorker({
+      startWorker: (overrides = {}) => startCoreWorker(core, opts, overrides),
+      startWorkerThread: (overrides) =>
+        startWorkerThread({
+          loops: overrides,
+          config,
+          databaseUrl,
           logger,
-          queues,
-          pushQueue,
-          webhookQueue,
-          dispatcher,
-          providers,
-          devices,
-          events,
-          commands,
-          challenges: apple,
-          webhookUrls: config.webhookUrls,
-          webhookSecret,
-          webhookRetryDelayMs: opts.retryDelayMs,
-          pushRetryDelayMs: opts.retryDelayMs,
-          ...overrides,
+          queueNamespace: opts.queueNamespace,
+          retryDelayMs: opts.retryDelayMs,
+          generation: core.generation instanceof LocalQueueGeneration ? core.generation.buffer : undefined,
         }),
       stop: () => runAll(cleanup),
     };

@@ -1,4 +1,7 @@
-/** Prometheus metrics: one registry for the process, served at /metrics. */
+/**
+ * Prometheus metrics: one registry for the process, served at /metrics. The background worker's thread
+ * keeps its own counters (a thread has its own modules); the scrape asks it for them and adds them in.
+ */
 import client from 'prom-client';
 
 export const registry = new client.Registry();
@@ -45,4 +48,29 @@ export function registerQueueDepth(queues: Record<string, { getJobCounts(...t: s
       }
     },
   });
+}
+
+/** The metrics the background worker moves: what its thread reports to the server's scrape. */
+const WORKER_METRICS = [pushOutcomes, webhookDeliveries];
+
+export type MetricsSnapshot = client.MetricObjectWithValues<client.MetricValue<string>>[];
+
+export function workerMetrics(): Promise<MetricsSnapshot> {
+  return Promise.all(WORKER_METRICS.map((m) => m.get()));
+}
+
+const sources = new Set<() => Promise<MetricsSnapshot>>();
+
+/** Adds another thread's metrics to every scrape until the returned function is called. */
+export function addMetricsSource(source: () => Promise<MetricsSnapshot>): () => void {
+  sources.add(source);
+  return () => void sources.delete(source);
+}
+
+/** The /metrics text: this thread's registry, plus the counters of any other thread, summed by labels. */
+export async function renderMetrics(): Promise<string> {
+  if (sources.size === 0) return registry.metrics();
+  // A thread that does not answer (restarting, stopping) leaves its counters out of this scrape only.
+  const others = await Promise.all([...sources].map((source) => source().catch((): MetricsSnapshot => [])));
+  return client.AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...others]).metrics();
 }

@@ -1,6 +1,6 @@
 /**
  * `mooring serve` and `mooring worker`: run the server (and, in embedded mode, the worker in the same
- * process) until SIGINT/SIGTERM, then stop in order: listeners (requests in flight finish), workers
+ * process, on a thread of its own unless MOORING_WORKER_THREAD=false) until SIGINT/SIGTERM, then stop in order: listeners (requests in flight finish), workers
  * (jobs in progress finish), queues, database pool, embedded Postgres. A second signal exits at once.
  */
 import { loadConfig, type Config } from '../config';
@@ -14,7 +14,7 @@ export async function serve(opts: { worker?: boolean }): Promise<void> {
   let worker: RunningWorker | undefined;
   try {
     const listeners = await listen(m);
-    worker = runWorker ? m.startWorker() : undefined;
+    if (runWorker) worker = config.workerThread ? await m.startWorkerThread() : m.startWorker();
     printBanner(m, config, runWorker);
     await untilSignal(m, async () => {
       await listeners.close();
@@ -71,7 +71,7 @@ function printBanner(m: Mooring, config: Config, worker: boolean): void {
     `  admin API:           ${local}/api/v1   (OpenAPI: ${local}/api/v1/openapi.json)`,
     `  health and metrics:  ${local}/healthz  ${local}/readyz  ${local}/metrics`,
     `  CA certificate:      ${config.certsDir}/ca.crt`,
-    `  background worker:   ${worker ? 'in this process' : 'not here: run `mooring worker`'}`,
+    `  background worker:   ${worker ? (config.workerThread ? 'in this process, on its own thread' : 'in this process') : 'not here: run `mooring worker`'}`,
     '',
   ];
   if (m.newAdminToken) {

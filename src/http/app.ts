@@ -8,7 +8,7 @@ import type { RequestListener } from 'node:http';
 import express, { type Router } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
-import { registry } from '../metrics';
+import { registry, renderMetrics } from '../metrics';
 import { withLanes, type Lane } from './lanes';
 import { requestLogging } from './logging';
 import { notFoundHandler, problemHandler } from './problem';
@@ -40,7 +40,7 @@ export function createApp(deps: AppDeps): RequestListener {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks });
   });
   app.get('/metrics', async (_req, res) => {
-    res.type(registry.contentType).send(await registry.metrics());
+    res.type(registry.contentType).send(await renderMetrics());
   });
 
   // Browser-facing security headers only where a browser may look (the admin API, its documents);

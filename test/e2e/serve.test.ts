@@ -90,6 +90,7 @@ it('starts on a fresh directory, prints the admin token once, stops cleanly, and
   const token = /MOORING_ADMIN_TOKEN=(mrg_[A-Za-z0-9_-]+)/.exec(banner)?.[1];
   expect(token).toBeDefined();
   expect(banner).toContain('/api/v1');
+  expect(banner).toContain('background worker:   in this process, on its own thread');
 
   expect((await http('/healthz')).status).toBe(200);
   expect((await http('/readyz')).status).toBe(200);
