@@ -380,7 +380,7 @@ function scepCryptoFloor(caKeyPem: string): NonNullable<AppleBenchResults['scep'
 
 async function pushSection(rt: AppleRuntime, cpu: CpuMeter, fleet: PushFleet, ledger: Ledger, s: Settings): Promise<NonNullable<AppleBenchResults['push']>> {
   const { apns } = rt;
-  rt.startWorker();
+  await rt.startWorker();
   const bare = new BareApns({ certPem: rt.push.certPem, keyPem: rt.push.keyPem, caPem: rt.apnsCaPem, url: apns.url });
   const magicOf = new Map(fleet.targets.map((t) => [t.token, t.magic]));
   const topic = rt.push.topic;

@@ -5,7 +5,8 @@
  * chosen first, an HTTPS listener on that port made as `listen` makes it (server certificate from
  * Mooring's CA, client certificate asked for but not required; idle keep-alive sockets kept 60 s so
  * they survive the untimed pauses between rounds), and a push certificate uploaded through
- * `pushCertificates.replace`. The worker is started only when asked (the push measurement).
+ * `pushCertificates.replace`. The worker is started only when asked (the push measurement), as `serve`
+ * starts it: on a thread of its own unless MOORING_WORKER_THREAD=false.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -37,7 +38,8 @@ export interface AppleRuntime {
   apnsCaPem: string;
   push: TestPushCertificate;
   queueNamespace: string;
-  startWorker(): void;
+  /** The background worker, as `serve` runs it (MOORING_WORKER_THREAD). */
+  startWorker(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -71,6 +73,8 @@ export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: 
       MOORING_LOG_LEVEL: 'silent',
       // One process holds every queue change here, as in the embedded default (`npm start`).
       MOORING_IDLE_CACHE: opts.singleProcess ? 'local' : 'auto',
+      // As `serve` runs its worker: on a thread of its own unless this says false.
+      MOORING_WORKER_THREAD: process.env.MOORING_WORKER_THREAD,
     });
     const platforms = new PlatformRegistry().register(new AppleCommands());
     const m = await createMooring(config, { logger: pino({ level: 'silent' }), platforms, queueNamespace });
@@ -99,8 +103,8 @@ export async function startAppleRuntime(opts: { databaseUrl: string; redisUrl?: 
       apnsCaPem: apnsPki.caPem,
       push,
       queueNamespace,
-      startWorker() {
-        worker ??= m.startWorker();
+      async startWorker() {
+        worker ??= config.workerThread ? await m.startWorkerThread() : m.startWorker();
       },
       close: undo,
     };
