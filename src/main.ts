@@ -100,7 +100,8 @@ export interface Mooring {
   startWorker(overrides?: WorkerOverrides): RunningWorker;
   /**
    * The background worker on a thread of its own, restarted if it dies; resolves once it runs, and
-   * rejects with the reason if its first start fails.
+   * rejects with the reason if its first start fails. The thread builds its push providers and
+   * platform plug-ins from the settings: `MooringOptions.pushProviders` and `platforms` stay here.
    */
   startWorkerThread(overrides?: WorkerOverrides): Promise<RunningWorker>;
   stop(): Promise<void>;

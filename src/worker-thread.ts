@@ -116,10 +116,16 @@ class WorkerThread {
   readonly #startedAt = Date.now();
   readonly #pending = new Map<number, { resolve(m: MetricsSnapshot): void; reject(err: Error): void }>();
   #nextId = 1;
+  #alive = true;
 
   constructor(entry: string, data: WorkerThreadData, log: Logger) {
     this.#worker = spawn(entry, data);
-    this.exited = new Promise((resolve) => this.#worker.once('exit', resolve));
+    this.exited = new Promise((resolve) =>
+      this.#worker.once('exit', (code) => {
+        this.#alive = false;
+        resolve(code);
+      }),
+    );
     this.ready = new Promise<void>((resolve, reject) => {
       this.#worker.on('message', (msg: FromThread) => {
         if (msg.type === 'ready') resolve();
@@ -146,6 +152,7 @@ class WorkerThread {
   }
 
   metrics(): Promise<MetricsSnapshot> {
+    if (!this.#alive) return Promise.reject(new Error('the background worker thread is not running'));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.#settle(id, (p) => p.reject(new Error('the background worker thread did not answer'))), METRICS_TIMEOUT_MS);
