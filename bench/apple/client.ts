@@ -9,19 +9,23 @@
  *   `mdmSignature`: a fresh detached CMS signature, fresh signingTime) or build SCEP PKCSReq messages
  *   (the simulator's ScepClient: a self-signed certificate, a CSR with the challenge, the envelope to
  *   the CA, the outer SignedData), and keep them as the "prepared" request list;
- * - play (timed): send the prepared list over keep-alive HTTPS (one https.Agent per target port and
+ * - play (timed): send the prepared list over keep-alive HTTPS (one agent per target port, scheme and
  *   concurrency, reused across rounds), `concurrency` requests at a time, and answer with the round's
- *   wall time and each request's status, latency and answer size.
+ *   wall time and each request's status, latency and answer size. Plain HTTP only for micromdm's
+ *   scepserver, which has no TLS.
  * The same prepared list can be played to Mooring and to the floor: same client, same requests.
- * SCEP answers are kept here and checked as a device checks them (`scep-check`, untimed).
+ * SCEP answers are kept here and checked as a device checks them (`scep-check`, untimed). PKCSReqs can
+ * also be built for micromdm's scepserver, the SCEP yardstick (micromdm.ts says what differs).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { encodePlist } from '../../protocols/apple/plist';
 import { mdmSignature, SimulatedAppleDevice, type Identity } from '../../test/helpers/apple-device';
 import { ScepClient, RSA_2048 } from '../../test/helpers/scep-client';
+import { checkCertRep, inDerOrder, type CertRepCheck } from './micromdm';
 
 type CryptoKeyPair = crypto.webcrypto.CryptoKeyPair;
 
@@ -29,6 +33,10 @@ export const CONTENT_TYPES = {
   report: 'application/x-apple-aspen-mdm',
   pkiMessage: 'application/x-pki-message',
 } as const;
+
+/** Whose SCEP server PKCSReqs are built for. */
+export type ScepTarget = 'mooring' | 'micromdm';
+export type Scheme = 'https' | 'http';
 
 export interface DeviceCredentials {
   udid: string;
@@ -60,14 +68,16 @@ export interface ScepCheck {
   /** SHA-256 (hex) of every certificate the client accepted. */
   issued: string[];
   problems: string[];
+  /** micromdm only: the CertRep envelope ciphers seen (the simulator's check does not say). */
+  encryption?: string[];
 }
 
 type ToClient =
   | { type: 'init'; caPem: string }
   | { type: 'enroll'; url: string; count: number; concurrency: number }
   | { type: 'sign-idle'; order: number[] }
-  | { type: 'scep-build'; caPem: string; challenges: string[] }
-  | { type: 'play'; port: number; concurrency: number; timeoutMs: number }
+  | { type: 'scep-build'; caPem: string; challenges: string[]; target: ScepTarget }
+  | { type: 'play'; port: number; concurrency: number; timeoutMs: number; scheme: Scheme }
   | { type: 'scep-check' }
   | { type: 'close' };
 
@@ -137,15 +147,16 @@ export class LoadClient {
     return msg.type === 'ok' ? msg.ms : 0;
   }
 
-  /** Prepares one PKCSReq per challenge; returns the build time. */
-  async buildScep(caPem: string, challenges: string[]): Promise<number> {
-    const msg = await this.#expect({ type: 'scep-build', caPem, challenges }, 'ok');
+  /** Prepares one PKCSReq per challenge for the CA `caPem` of `target`; returns the build time. */
+  async buildScep(caPem: string, challenges: string[], target: ScepTarget = 'mooring'): Promise<number> {
+    const msg = await this.#expect({ type: 'scep-build', caPem, challenges, target }, 'ok');
     return msg.type === 'ok' ? msg.ms : 0;
   }
 
-  /** Sends the prepared requests to 127.0.0.1:port. */
-  async play(port: number, concurrency: number, timeoutMs = 30_000): Promise<RoundResult> {
-    const msg = await this.#expect({ type: 'play', port, concurrency, timeoutMs }, 'round');
+  /** Sends the prepared requests to 127.0.0.1:port (HTTPS unless told otherwise). */
+  async play(port: number, concurrency: number, opts: { timeoutMs?: number; scheme?: Scheme } = {}): Promise<RoundResult> {
+    const { timeoutMs = 30_000, scheme = 'https' } = opts;
+    const msg = await this.#expect({ type: 'play', port, concurrency, timeoutMs, scheme }, 'round');
     if (msg.type !== 'round') throw new Error('load client: no round');
     return msg.round;
   }
@@ -195,32 +206,49 @@ const state: {
   identities: Array<{ udid: string; identity: Identity }>;
   prepared: Prepared[];
   scep: ScepPending[];
+  /** Who the prepared PKCSReqs are for, and that server's CA. */
+  scepTarget: ScepTarget;
+  scepCaPem: string;
+  /** PKCSReqs built for micromdm so far (each gets its own CN). */
+  micromdmBuilt: number;
   lastBodies: Buffer[];
   lastStatuses: number[];
   keys?: CryptoKeyPair;
-  agents: Map<string, https.Agent>;
-} = { caPem: '', identities: [], prepared: [], scep: [], lastBodies: [], lastStatuses: [], agents: new Map() };
+  agents: Map<string, http.Agent>;
+} = {
+  caPem: '',
+  identities: [],
+  prepared: [],
+  scep: [],
+  scepTarget: 'mooring',
+  scepCaPem: '',
+  micromdmBuilt: 0,
+  lastBodies: [],
+  lastStatuses: [],
+  agents: new Map(),
+};
 
-function agentFor(port: number, concurrency: number): https.Agent {
-  const key = `${port}:${concurrency}`;
+function agentFor(port: number, concurrency: number, scheme: Scheme): http.Agent {
+  const key = `${scheme}:${port}:${concurrency}`;
   let a = state.agents.get(key);
   if (!a) {
-    a = new https.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, ca: state.caPem });
+    const opts = { keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency };
+    a = scheme === 'https' ? new https.Agent({ ...opts, ca: state.caPem }) : new http.Agent(opts);
     state.agents.set(key, a);
   }
   return a;
 }
 
-function send(agent: https.Agent, port: number, r: Prepared, timeoutMs: number): Promise<{ result: RequestResult; body: Buffer }> {
+function send(agent: http.Agent, port: number, r: Prepared, timeoutMs: number, scheme: Scheme): Promise<{ result: RequestResult; body: Buffer }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
     const done = (status: number, body: Buffer, extra: Partial<RequestResult> = {}) =>
       resolve({ result: { status, ms: performance.now() - t0, bytes: body.length, ...extra }, body });
-    const req = https.request(
+    const req = (scheme === 'https' ? https : http).request(
       {
         host: '127.0.0.1',
         port,
-        servername: 'localhost',
+        ...(scheme === 'https' ? { servername: 'localhost' } : {}),
         method: r.method,
         path: r.path,
         agent,
@@ -243,7 +271,7 @@ function send(agent: https.Agent, port: number, r: Prepared, timeoutMs: number):
 }
 
 async function play(msg: Extract<ToClient, { type: 'play' }>): Promise<RoundResult> {
-  const agent = agentFor(msg.port, msg.concurrency);
+  const agent = agentFor(msg.port, msg.concurrency, msg.scheme);
   const list = state.prepared;
   const results: RequestResult[] = new Array(list.length);
   const bodies: Buffer[] = new Array(list.length);
@@ -251,7 +279,7 @@ async function play(msg: Extract<ToClient, { type: 'play' }>): Promise<RoundResu
   const t0 = performance.now();
   const loop = async () => {
     for (let i = next++; i < list.length; i = next++) {
-      const { result, body } = await send(agent, msg.port, list[i]!, msg.timeoutMs);
+      const { result, body } = await send(agent, msg.port, list[i]!, msg.timeoutMs, msg.scheme);
       results[i] = result;
       bodies[i] = body;
     }
@@ -309,17 +337,19 @@ function signIdle(order: number[]): void {
   state.scep = [];
 }
 
-async function buildScep(caPem: string, challenges: string[]): Promise<void> {
-  state.keys ??= (await crypto.webcrypto.subtle.generateKey(RSA_2048, true, ['sign', 'verify'])) as CryptoKeyPair;
+async function buildScep(caPem: string, challenges: string[], target: ScepTarget): Promise<void> {
+  const keys = (state.keys ??= (await crypto.webcrypto.subtle.generateKey(RSA_2048, true, ['sign', 'verify'])) as CryptoKeyPair);
+  const signer = crypto.KeyObject.from(keys.privateKey);
   const prepared: Prepared[] = [];
   const pending: ScepPending[] = [];
   for (let i = 0; i < challenges.length; i += 16) {
     const batch = await Promise.all(
       challenges.slice(i, i + 16).map(async (challenge) => {
         // As a device does with the profile's SCEP payload: its Subject, the challenge, AES (GetCACaps says so).
-        const client = await ScepClient.create([{ O: ['Mooring'] }, { CN: ['Mooring device identity'] }], { keys: state.keys });
+        const client = await ScepClient.create(scepSubject(target), { keys });
         const sent = await client.request({ caCertPem: caPem, challenge, encryption: 'aes256' });
-        return { client, sent };
+        const der = target === 'micromdm' ? inDerOrder(sent.der, signer) : sent.der;
+        return { client, sent: { ...sent, der } };
       }),
     );
     for (const { client, sent } of batch) {
@@ -334,20 +364,40 @@ async function buildScep(caPem: string, challenges: string[]): Promise<void> {
   }
   state.prepared = prepared;
   state.scep = pending;
+  state.scepTarget = target;
+  state.scepCaPem = caPem;
+}
+
+/**
+ * Mooring's profile gives every device the same Subject, and Mooring issues each request its own
+ * certificate. micromdm's file depot keys certificates by subject: a repeated one is revoked and its whole
+ * index rewritten on every request (or refused, with -allowrenew above 0). So each micromdm request gets
+ * its own CN, as a fleet of distinct devices would send.
+ */
+function scepSubject(target: ScepTarget): Array<Record<string, string[]>> {
+  const cn = target === 'micromdm' ? `Mooring device identity ${++state.micromdmBuilt}` : 'Mooring device identity';
+  return [{ O: ['Mooring'] }, { CN: [cn] }];
 }
 
 async function checkScep(): Promise<ScepCheck> {
   const out: ScepCheck = { ok: state.scep.map(() => false), success: 0, failure: 0, issued: [], problems: [] };
-  const caDer = Buffer.from(new crypto.X509Certificate(state.caPem).raw);
+  const ciphers = new Set<string>();
+  const caDer = Buffer.from(new crypto.X509Certificate(state.scepCaPem).raw);
   for (let i = 0; i < state.scep.length; i++) {
     const p = state.scep[i]!;
     const body = state.lastBodies[i];
     if (state.lastStatuses[i] !== 200 || !body) {
-      out.problems.push(`PKIOperation answered ${state.lastStatuses[i]}`);
+      out.problems.push(`PKIOperation answered ${state.lastStatuses[i]}${body?.length ? `: ${body.subarray(0, 100).toString('latin1').trim()}` : ''}`);
       continue;
     }
     try {
-      const rep = await p.client.checkCertRep(body, { caCert: caDer, transactionId: p.transactionId, senderNonce: p.senderNonce });
+      const expected = { transactionId: p.transactionId, senderNonce: p.senderNonce };
+      // micromdm's CertRep envelope is DES-CBC, which the simulator's check does not open (micromdm.ts).
+      const rep: CertRepCheck =
+        state.scepTarget === 'micromdm'
+          ? await checkCertRep(body, p.client, { ...expected, caPem: state.scepCaPem })
+          : await p.client.checkCertRep(body, { ...expected, caCert: caDer });
+      if (rep.encryption) ciphers.add(rep.encryption);
       if (rep.status === 'SUCCESS' && rep.certDer) {
         out.success += 1;
         out.ok[i] = true;
@@ -360,6 +410,7 @@ async function checkScep(): Promise<ScepCheck> {
       out.problems.push(`CertRep refused by the device: ${(err as Error).message}`);
     }
   }
+  if (state.scepTarget === 'micromdm') out.encryption = [...ciphers];
   return out;
 }
 
@@ -376,14 +427,14 @@ if (process.env.MOORING_BENCH_APPLE_CLIENT === '1' && process.send) {
     const run = async () => {
       switch (msg.type) {
         case 'init':
-          state.caPem = msg.caPem;
+          state.caPem = state.scepCaPem = msg.caPem;
           return reply({ type: 'ok', ms: 0, count: 0 });
         case 'enroll':
           return reply({ type: 'enrolled', devices: await enroll(msg.url, msg.count, msg.concurrency) });
         case 'sign-idle':
           return timed(() => signIdle(msg.order), () => state.prepared.length);
         case 'scep-build':
-          return timed(() => buildScep(msg.caPem, msg.challenges), () => state.prepared.length);
+          return timed(() => buildScep(msg.caPem, msg.challenges, msg.target), () => state.prepared.length);
         case 'play':
           return reply({ type: 'round', round: await play(msg) });
         case 'scep-check':

@@ -38,6 +38,35 @@ export interface PushRun {
   cpu_ms_per_push: CpuDelta;
 }
 
+/** One phase of micromdm's scepserver: the shared figures, and its own process's CPU. */
+export interface MicromdmRun extends PhaseStats {
+  /** scepserver's process (utime + stime over the rounds' timed parts), ms per certificate. */
+  cpu_ms_per_cert: number;
+}
+
+/** What "beats micromdm" is judged against: scepserver measured in this run, or the issue's constant. */
+export type MicromdmYardstick =
+  | {
+      source: 'measured';
+      version: string;
+      /** Before and after Mooring's phase. */
+      runs: MicromdmRun[];
+      /** The run with the lower CPU per certificate (the harder one to beat). */
+      used: MicromdmRun;
+      cpu_ms_per_cert: number;
+      /** PKCSReqs sent to it, and certificates the device check accepted; warm-up included. */
+      requests: number;
+      certificates: number;
+      /** Requests it refused for its own serial-file race (micromdm.ts, isSerialRace). */
+      refused_by_race: number;
+      /** Valid certificates in its depot at the end, and serial numbers issued more than once. */
+      depot_certificates: number;
+      repeated_serials: number;
+      /** The CertReps' envelope ciphers. */
+      cert_rep_encryption: string[];
+    }
+  | { source: 'constant'; cpu_ms_per_cert: number; install: string };
+
 export interface AppleBenchResults {
   date: string;
   /** The code measured: commit, uncommitted changes to src/protocols/migrations, and whether that changed mid-run. */
@@ -73,7 +102,8 @@ export interface AppleBenchResults {
     mooring: PhaseStats;
     ratio: number;
     crypto_floor_ms: { decrypt: number; sign: number; per_certificate: number };
-    micromdm_cpu_ms: number;
+    micromdm: MicromdmYardstick;
+    /** Mooring's server CPU per certificate below micromdm's (`micromdm.cpu_ms_per_cert`). */
     beats_micromdm: boolean;
     issued: number;
     profile?: ProfileSummary;
@@ -82,6 +112,8 @@ export interface AppleBenchResults {
     devices: number;
     max_in_flight: number;
     worker_concurrency: number;
+    /** The worker ran on a thread of its own (MOORING_WORKER_THREAD, as `serve` runs it). */
+    worker_thread: boolean;
     floor_runs: PushRun[];
     mooring_runs: PushRun[];
     floor: PushRun;
@@ -224,7 +256,7 @@ function pushSection(pu: NonNullable<AppleBenchResults['push']>): string[] {
     `### 2. \`lock\` to ${pu.devices.toLocaleString('en-US')} enrolled devices: until every push reached the mock APNs`,
     '',
     `Mooring: from \`POST /api/v1/commands\` (${pu.devices.toLocaleString('en-US')} device_ids, type lock; admin token, same HTTPS listener) until the mock had answered 200 to one push per device; ` +
-      `the worker runs in-process (push concurrency ${pu.worker_concurrency}), one HTTP/2 connection to the mock, at most ${pu.max_in_flight} pushes in flight. ` +
+      `the worker runs in-process, ${pu.worker_thread ? 'on a thread of its own as `serve` runs it' : 'on the request thread (MOORING_WORKER_THREAD=false)'} (push concurrency ${pu.worker_concurrency}), one HTTP/2 connection to the mock, at most ${pu.max_in_flight} pushes in flight. ` +
       `Floor: a bare \`@parse/node-apn\` Provider with the same certificate and CA, the same notification, ${pu.max_in_flight} sends in flight over ${pu.devices.toLocaleString('en-US')} tokens, until the mock had answered them all. ` +
       'Floor and Mooring rounds alternate. Each Mooring round is compared with the mean of the floor rounds just before and after it (a pair shares its minute: on this host the floor alone drifts by more than the margin tested), and the median of those ratios is the verdict; the median Mooring round against the best floor round is shown beside it. ' +
       'The mock APNs runs in this process, so its CPU is in the "this process" column of both.',
@@ -250,26 +282,74 @@ function pushSection(pu: NonNullable<AppleBenchResults['push']>): string[] {
 }
 
 function scepSection(sc: NonNullable<AppleBenchResults['scep']>): string[] {
+  const mdm = sc.micromdm;
+  const verdict = `**${sc.beats_micromdm ? 'beats it' : 'does not beat it'}**`;
+  const measured = mdm.source === 'measured' ? mdm : undefined;
+  const mdmRow = (k: number, when: string) => {
+    const run = measured?.runs[k];
+    return run ? [micromdmRow(`micromdm scepserver (${when}${run === measured?.used ? ', used' : ''})`, run)] : [];
+  };
   return [
     `### 3. SCEP: certificates issued per second, 2048-bit CA, ${sc.concurrency} requests at a time`,
     '',
     `A round is ${sc.round_size} PKCSReq messages, each with its own challenge (\`PgAppleStore.newChallenge\` on one multi-use enrollment token) and built by the simulator's ScepClient before the clock starts (${ms(sc.build_ms_per_message)} ms each in the client): ` +
       'only `POST /scep?operation=PKIOperation` is timed. Every CertRep is then checked as a device checks it (CA signature, transaction, nonce, a certificate for its key). ' +
       'The floor answers the same messages with a canned CertRep.',
+    ...(measured ? ['', ...micromdmText(measured)] : []),
     '',
     ...PHASE_HEAD,
     phaseRow('floor (before): express 5 + `express.raw()`, canned CertRep', sc.floor_runs[0]!, floorVs(sc.floor_runs[0]!, sc.floor)),
+    ...mdmRow(0, 'before'),
     phaseRow('**Mooring PKIOperation**', sc.mooring, pct(sc.ratio)),
+    ...mdmRow(1, 'after'),
     phaseRow('floor (after)', sc.floor_runs[1]!, floorVs(sc.floor_runs[1]!, sc.floor)),
     '',
     `Certificates issued: **${sc.mooring.ops_per_second}/s**; server CPU per certificate **${ms(sc.mooring.cpu_ms_per_op.server)} ms** (Mooring ${ms(sc.mooring.cpu_ms_per_op.mooring)} + Postgres ${ms(sc.mooring.cpu_ms_per_op.pg_ours)}); ` +
-      `micromdm's scepserver: about ${sc.micromdm_cpu_ms} ms: **${sc.beats_micromdm ? 'beats it' : 'does not beat it'}**.`,
+      (mdm.source === 'measured'
+        ? `micromdm's scepserver ${mdm.version}, measured in this run: **${ms(mdm.cpu_ms_per_cert)} ms** per certificate at ${mdm.used.ops_per_second}/s (the lower of its two runs): ${verdict}.`
+        : `micromdm's scepserver is **not installed** on this host, so it was not measured: the yardstick is the issue's constant, about ${mdm.cpu_ms_per_cert} ms, from another host and day: ${verdict}. ` +
+          `Install it with ${mdm.install} to measure it in the same run.`),
     `Crypto floor (native, one thread, the CA's RSA-2048 key): the three private-key operations every PKCSReq needs (open the envelope's content key, sign the certificate, sign the CertRep) take ${ms(sc.crypto_floor_ms.per_certificate)} ms ` +
       `(decrypt ${ms(sc.crypto_floor_ms.decrypt)}, sign ${ms(sc.crypto_floor_ms.sign)} each).`,
     '',
     ...profileLines(sc.profile, 'certificates', 'certificate'),
     '',
   ];
+}
+
+/** How micromdm's scepserver was run and checked. */
+function micromdmText(mdm: Extract<MicromdmYardstick, { source: 'measured' }>): string[] {
+  const ciphers = mdm.cert_rep_encryption.join(', ') || '(none seen)';
+  return [
+    `micromdm's scepserver ${mdm.version} (micromdm/scep, Debian package \`scep\`) is measured beside Mooring as the yardstick: its own 2048-bit CA and file depot in a temp dir, a fixed challenge, ` +
+      'the same load client, concurrency and round size, its own warm-up, one phase just before and one just after Mooring\'s; the lower CPU per certificate of the two is used (the harder one to beat). ' +
+      'Its CPU is its own process\'s (`/proc/<pid>/stat`, all threads) over the timed parts, divided by every request: the requests, the signing, its default logging (two lines per request, to a file) and its file depot (one PEM file per certificate and an `index.txt` it scans and rewrites for each, ' +
+      `so it costs more as the depot grows: ${mdm.depot_certificates} valid certificates at the end), which is its database. ` +
+      'The table\'s "server loop busy" and Mooring/Postgres/Redis columns do not apply to it. It serves plain HTTP (it has no TLS); Mooring pays for TLS on its keep-alive connections.',
+    '',
+    'Its PKCSReqs differ from Mooring\'s in what it needs only: its CA and challenge, a CN per request (its depot keys certificates by subject; Mooring\'s profile gives every device the same one), ' +
+      'and the signed attributes in DER order, signed again (Go\'s pkcs7 verifies them as it re-encodes them, sorted; the simulator sends them in protocol order, which Mooring verifies as received). ' +
+      `Its CertReps are checked as Mooring's are (CA signature, transaction, nonce, a certificate for its key issued by its CA), by the bench's own check: they are encrypted with ${ciphers} whatever the request offered, which the simulator's check does not open. ` +
+      `${mdm.certificates} of ${mdm.requests} requests got a certificate the device accepted` +
+      (mdm.refused_by_race > 0
+        ? `; ${mdm.refused_by_race} were refused (CertRep FAILURE badRequest) by scepserver's own race on its depot's serial file (it signs without a lock), counted as errors in its rate ` +
+          `(its CPU divided by certificates issued rather than requests: ${ms(perIssued(mdm.used))} ms in the run used)`
+        : '') +
+      (mdm.repeated_serials > 0 ? `; ${mdm.repeated_serials} serial numbers were issued twice (the same race)` : '') +
+      '.',
+  ];
+}
+
+/** A micromdm run's CPU per certificate it issued (its figure is per request, refused ones included). */
+function perIssued(p: MicromdmRun): number {
+  return (p.cpu_ms_per_cert * p.ops) / Math.max(1, p.ops - p.errors);
+}
+
+function micromdmRow(label: string, p: MicromdmRun): string {
+  return (
+    `| ${label} | ${p.ops_per_second} | ${p.ops} | ${p.errors} | ${p.seconds} | ${p.latency_ms.p50} | ${p.latency_ms.p99} | - | ${pct(p.machine.busy)} | ` +
+    `**${ms(p.cpu_ms_per_cert)}** (scepserver) | - | - | - | ${ms(p.cpu_ms_per_op.client)} | - |`
+  );
 }
 
 function interleave(floor: PushRun[], mooring: PushRun[]): PushRun[] {
