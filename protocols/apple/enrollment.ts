@@ -4,12 +4,14 @@
  * own key into its identity certificate. Refusals are a short human-readable page (profile) or a
  * CertRep FAILURE with failInfo (SCEP), never a stack trace.
  */
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Response, type Router } from 'express';
 import { EnrollmentRefusal, type EnrollmentFacts } from '../../src/core/enrollment-policy';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { PendingTerms } from '../../src/storage/enrollment-gate';
 import type { EnrollmentToken } from '../../src/storage/tokens';
 import { isMooringError } from '../../src/core/errors';
+import type { ServerResponse } from 'node:http';
+import { answer, type DeviceHandler } from '../../src/http/lanes';
 import { readRawBody } from '../../src/http/raw-body';
 import { signAttached } from '../../src/pki/cms';
 import { issueClientCertificate, readCsr, verifyClientCertificate } from '../../src/pki/issue';
@@ -98,27 +100,34 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
     res.redirect(303, `/enroll/apple?token=${encodeURIComponent(token)}`);
   });
 
-  const scep = async (req: Request, res: Response) => {
-    const operation = typeof req.query.operation === 'string' ? req.query.operation : '';
-    switch (operation) {
+}
+
+/**
+ * `/scep` as a plain Node handler: a lane ahead of express answers it (every enrolling device sends a
+ * PKIOperation), and the router mounts it too for what misses the lane.
+ */
+export function scepHandler(deps: AppleRoutesDeps): DeviceHandler {
+  return async (req, res) => {
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    switch (query.get('operation') ?? '') {
       case 'GetCACaps':
-        return void res.status(200).type('text/plain').send(caCapsText());
+        return answer(res, 200, 'text/plain; charset=utf-8', caCapsText());
       case 'GetCACert': {
         const { contentType, body } = caCertResponse(deps.ca);
         // Exactly the type, no charset: some SCEP clients compare the whole header.
-        return void res.status(200).set('Content-Type', contentType).send(body);
+        return answer(res, 200, contentType, body);
       }
       case 'PKIOperation': {
-        const der = req.method === 'GET' ? messageParam(req) : await readRawBody(req, SCEP_BODY_LIMIT).catch(() => undefined);
-        if (!der || der.length === 0) return void res.status(400).type('text/plain').send('PKIOperation needs a pkiMessage');
-        return void (await pkiOperation(deps, der, res));
+        const der = req.method === 'GET' ? messageParam(query.get('message')) : await readRawBody(req, SCEP_BODY_LIMIT).catch(() => undefined);
+        if (!der || der.length === 0) return answer(res, 400, 'text/plain; charset=utf-8', 'PKIOperation needs a pkiMessage');
+        return pkiOperation(deps, der, res);
       }
       default:
-        return void res.status(400).type('text/plain').send('unknown or missing operation');
+        return answer(res, 400, 'text/plain; charset=utf-8', 'unknown or missing operation');
     }
   };
-  router.get('/scep', scep);
-  router.post('/scep', scep);
 }
 
 /** The facts of a profile download: the token's user and claim; the device is not known yet. */
@@ -137,14 +146,13 @@ function termsPage(res: Response, token: string, terms: PendingTerms[], error?: 
   sendPage(res, 200, 'Terms of use', termsFormHtml({ action: '/enroll/apple', hidden: { token }, terms, error }));
 }
 
-function messageParam(req: Request): Buffer | undefined {
-  const m = req.query.message;
-  if (typeof m !== 'string' || m.length === 0) return undefined;
+function messageParam(m: string | null): Buffer | undefined {
+  if (!m) return undefined;
   // base64 with '+' turned into ' ' by a client that did not escape it.
   return Buffer.from(m.replace(/ /g, '+'), 'base64');
 }
 
-async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: Response): Promise<void> {
+async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: ServerResponse): Promise<void> {
   const ca = { certPem: deps.ca.certPem, privateKeyPem: deps.ca.keyPem };
   let request: ScepRequest;
   try {
@@ -152,7 +160,7 @@ async function pkiOperation(deps: AppleRoutesDeps, der: Buffer, res: Response): 
   } catch (err) {
     if (!(err instanceof ScepError)) throw err;
     deps.logger.info({ reason: err.message, failInfo: err.failInfo }, 'SCEP request refused');
-    if (!err.replyTo) return void res.status(400).type('text/plain').send('not a SCEP pkiMessage');
+    if (!err.replyTo) return answer(res, 400, 'text/plain; charset=utf-8', 'not a SCEP pkiMessage');
     return sendCertRep(res, await failure(deps, err.replyTo, err.failInfo));
   }
   const refuse = async (failInfo: ScepFailInfo, reason: string) => {
@@ -201,8 +209,8 @@ function failure(deps: AppleRoutesDeps, to: { transactionId: string; senderNonce
   });
 }
 
-function sendCertRep(res: Response, der: Buffer): void {
-  res.status(200).set('Content-Type', PKI_MESSAGE).send(der);
+function sendCertRep(res: ServerResponse, der: Buffer): void {
+  answer(res, 200, PKI_MESSAGE, der);
 }
 
 function page(res: Response, status: number, title: string, text: string): void {

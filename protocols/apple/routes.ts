@@ -40,7 +40,7 @@ import {
   type DeclarativeManagementMessage,
 } from './checkin';
 import { toJson } from './commands';
-import { enrollmentRoutes } from './enrollment';
+import { enrollmentRoutes, scepHandler } from './enrollment';
 import { decodePlistDict, encodePlist, isPlistDict, isPlistError, type PlistDict } from './plist';
 import { decodeReport, ReportError, reportsOnCommand, type CommandReport } from './report';
 
@@ -122,7 +122,7 @@ const MDM_PATHS = [
   ['/mdm', 'connect'],
 ] as const;
 
-/** The Apple front end: the MDM endpoints as lanes ahead of express (devices PUT; POST is accepted as well), and the router. */
+/** The Apple front end: the MDM endpoints and SCEP as lanes ahead of express (devices PUT; POST is accepted as well), and the router. */
 export function appleFrontEnd(deps: AppleRoutesDeps): DeviceFrontEnd {
   const router = Router();
   const lanes: Lane[] = [];
@@ -134,6 +134,10 @@ export function appleFrontEnd(deps: AppleRoutesDeps): DeviceFrontEnd {
     lanes.push({ method: 'PUT', path, handle }, { method: 'POST', path, handle });
   }
   enrollmentRoutes(router, deps);
+  const scep = scepHandler(deps);
+  router.get('/scep', (req, res) => scep(req, res));
+  router.post('/scep', (req, res) => scep(req, res));
+  lanes.push({ method: 'GET', path: '/scep', handle: scep }, { method: 'POST', path: '/scep', handle: scep });
   return { router, lanes };
 }
 

@@ -266,6 +266,20 @@ it('answers the same behind express as in its lane: the path with a trailing sla
   }
 });
 
+it('answers SCEP the same in its lane as behind express (`/scep/` misses the lane)', async () => {
+  for (const query of ['operation=GetCACaps', 'operation=GetCACert', 'operation=Nope', 'operation=PKIOperation']) {
+    const [lane, router] = await Promise.all([s.api.get(`/scep?${query}`).responseType('blob'), s.api.get(`/scep/?${query}`).responseType('blob')]);
+    expect([lane.status, lane.headers['content-type'], lane.headers['content-length']]).toEqual([router.status, router.headers['content-type'], router.headers['content-length']]);
+    expect(lane.body).toEqual(router.body);
+    expect(Buffer.isBuffer(lane.body) && lane.body.length > 0).toBe(true);
+    expect(lane.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  }
+  const caps = await s.api.get('/scep?operation=GetCACaps').expect(200);
+  expect(caps.headers['content-type']).toBe('text/plain; charset=utf-8');
+  expect(caps.text.split('\n')).toEqual(expect.arrayContaining(['POSTPKIOperation', 'SHA-256', 'AES', 'SCEPStandard', 'Renewal']));
+  expect((await s.api.get('/scep?operation=GetCACert').expect(200)).headers['content-type']).toBe('application/x-x509-ca-cert');
+});
+
 it('also accepts the identity as a TLS client certificate (SignMessage off), and through a trusted proxy header only when configured', async () => {
   const d = await enrolled('ios');
   const id = await deviceIdOf(d);
