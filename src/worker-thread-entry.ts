@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import type { Config } from './config';
 import { LocalQueueGeneration } from './core/queue-generation';
-import { openCore, startCoreWorker } from './main';
+import { openCore, startCoreWorker } from './core-root';
 import { workerMetrics } from './metrics';
 import type { FromThread, ToThread, WorkerThreadData } from './worker-thread';
 

@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Config } from './config';
 import { addMetricsSource, type MetricsSnapshot } from './metrics';
-import type { WorkerOverrides } from './main';
+import type { WorkerOverrides } from './core-root';
 import type { RunningWorker } from './worker';
 
 export interface WorkerThreadOptions {
