@@ -112,6 +112,8 @@ export async function startWorkerThread(opts: WorkerThreadOptions): Promise<Runn
 class WorkerThread {
   readonly ready: Promise<void>;
   readonly exited: Promise<number>;
+  /** Kept from the start: a Worker's own threadId is -1 once it has exited. */
+  readonly threadId: number;
   readonly #worker: Worker;
   readonly #startedAt = Date.now();
   readonly #pending = new Map<number, { resolve(m: MetricsSnapshot): void; reject(err: Error): void }>();
@@ -120,6 +122,7 @@ class WorkerThread {
 
   constructor(entry: string, data: WorkerThreadData, log: Logger) {
     this.#worker = spawn(entry, data);
+    this.threadId = this.#worker.threadId;
     this.exited = new Promise((resolve) =>
       this.#worker.once('exit', (code) => {
         this.#alive = false;
@@ -132,7 +135,7 @@ class WorkerThread {
         else if (msg.type === 'metrics') this.#settle(msg.id, (p) => p.resolve(msg.metrics));
       });
       this.#worker.on('error', (err) => {
-        log.error({ err, thread_id: this.#worker.threadId }, 'background worker thread failed');
+        log.error({ err, thread_id: this.threadId }, 'background worker thread failed');
         reject(err);
       });
       void this.exited.then((code) => {
@@ -143,9 +146,6 @@ class WorkerThread {
     this.ready.catch(() => undefined); // the caller awaits it; a restart attempt only logs
   }
 
-  get threadId(): number {
-    return this.#worker.threadId;
-  }
 
   upForMs(): number {
     return Date.now() - this.#startedAt;

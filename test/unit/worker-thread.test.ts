@@ -63,7 +63,9 @@ it('starts a thread that died again, logs why, adds its counters to the scrape u
   try {
     await eventually(() => starts() === 2, 5_000, 'a second start');
     expect(lines.some((l) => l.msg === 'background worker thread failed' && (l.err as { message?: string })?.message === 'boom in the worker')).toBe(true);
-    expect(lines.some((l) => String(l.msg).includes('stopped unexpectedly'))).toBe(true);
+    const died = lines.find((l) => String(l.msg).includes('stopped unexpectedly'));
+    expect(died).toMatchObject({ level: 50, code: 1 });
+    expect(died!.thread_id).toBeGreaterThan(0); // the thread's id from its start, not -1 after its exit
     await eventually(async () => (await renderMetrics()).includes('mooring_push_total{platform="apple",outcome="from-the-server"} 7'), 5_000, "the restarted thread's counter in the scrape");
   } finally {
     await running.stop();
