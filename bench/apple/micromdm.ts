@@ -13,8 +13,7 @@
  *   devices send DER, or micromdm could not serve them. So micromdm gets them sorted and re-signed.
  * - Each request gets its own CN (client.ts, scepSubject): its depot keys certificates by subject.
  * - micromdm (fullsailor/pkcs7's default) encrypts the CertRep's envelope with single DES-CBC whatever the
- *   request's capabilities, which the simulator's check does not open and Node's OpenSSL 3 no longer
- *   offers. `checkCertRep` makes the device's checks itself, with forge's DES.
+ *   request's capabilities; the simulator's check (test/helpers/scep-client.ts) opens that too.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -22,12 +21,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import * as asn1js from 'asn1js';
-import forge from 'node-forge';
-import * as pkijs from 'pkijs';
-import { OID as SCEP_OID } from '../../protocols/apple/scep';
+import { children, readWhole } from '../../src/pki/der';
 import { freePort } from '../../src/storage/embedded';
-import { SCEP_FAIL_INFO_NAMES } from '../../test/helpers/scep-client';
 import { procStat } from './cpu';
 
 export const SCEPSERVER_INSTALL = '`apt-get install scep` (Debian package `scep`: /usr/bin/scepserver and /usr/bin/scepclient)';
@@ -217,28 +212,16 @@ function tail(file: string): string {
 
 // ---- the device side (load client process) ----
 
-const engine = new pkijs.CryptoEngine({ name: 'bench-micromdm', crypto: crypto.webcrypto as never });
-
-// Mooring's SCEP OIDs, plus the single-DES cipher only micromdm still uses.
-const OID = { ...SCEP_OID, desCBC: '1.3.14.3.2.7' } as const;
-
-/** The envelope ciphers a CertRep may use: name, and Node's cipher when OpenSSL 3 still has it. */
-const CIPHERS: Record<string, { name: string; native?: string; keyLen: number }> = {
-  [OID.desCBC]: { name: 'DES-CBC', keyLen: 8 },
-  '1.2.840.113549.3.7': { name: 'DES-EDE3-CBC', native: 'des-ede3-cbc', keyLen: 24 },
-  '2.16.840.1.101.3.4.1.2': { name: 'AES-128-CBC', native: 'aes-128-cbc', keyLen: 16 },
-  '2.16.840.1.101.3.4.1.42': { name: 'AES-256-CBC', native: 'aes-256-cbc', keyLen: 32 },
-};
-
 /**
  * A pkiMessage with its signed attributes in DER order, signed again with the same key: the attributes are
  * sorted in place (same length) and the signature (same length) overwritten, by a few lines of DER walking
- * rather than a CMS library, which takes ten times the RSA signature's time to parse and re-encode.
+ * (Mooring's own reader, src/pki/der.ts) rather than a CMS library, which takes ten times the RSA
+ * signature's time to parse and re-encode.
  */
 export function inDerOrder(der: Buffer, key: crypto.KeyObject): Buffer {
   const out = Buffer.from(der);
-  const signed = children(out, tlv(out, 0))[1]; // ContentInfo { contentType, [0] SignedData }
-  const signerInfos = signed && children(out, tlv(out, signed.valueStart)).at(-1);
+  const signed = children(out, readWhole(out, 0x30))[1]; // ContentInfo { contentType, [0] SignedData }
+  const signerInfos = signed && children(out, children(out, signed)[0]!).at(-1);
   const signerInfo = signerInfos && children(out, signerInfos)[0];
   const fields = signerInfo ? children(out, signerInfo) : [];
   const k = fields.findIndex((f) => f.tag === 0xa0); // [0] IMPLICIT signedAttrs
@@ -248,156 +231,11 @@ export function inDerOrder(der: Buffer, key: crypto.KeyObject): Buffer {
   const sorted = children(out, attrs)
     .map((a) => Buffer.from(out.subarray(a.start, a.end)))
     .sort(Buffer.compare);
-  Buffer.concat(sorted).copy(out, attrs.valueStart);
+  Buffer.concat(sorted).copy(out, attrs.body);
   const toSign = Buffer.from(out.subarray(attrs.start, attrs.end));
   toSign[0] = 0x31; // signed as a SET (RFC 5652 §5.4)
   const value = crypto.sign('sha256', toSign, key);
-  if (value.length !== signature.end - signature.valueStart) throw new Error('the new signature does not fit the old one');
-  value.copy(out, signature.valueStart);
+  if (value.length !== signature.end - signature.body) throw new Error('the new signature does not fit the old one');
+  value.copy(out, signature.body);
   return out;
-}
-
-interface Tlv {
-  tag: number;
-  start: number;
-  valueStart: number;
-  end: number;
-}
-
-/** The DER element at `start` (one-byte tags, definite lengths: all a pkiMessage uses). */
-function tlv(buf: Buffer, start: number): Tlv {
-  const tag = buf[start]!;
-  let len = buf[start + 1]!;
-  let valueStart = start + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    len = buf.readUIntBE(valueStart, n);
-    valueStart += n;
-  }
-  if (valueStart + len > buf.length) throw new Error('DER element past the end of the message');
-  return { tag, start, valueStart, end: valueStart + len };
-}
-
-function children(buf: Buffer, parent: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = parent.valueStart; at < parent.end; at = out.at(-1)!.end) out.push(tlv(buf, at));
-  return out;
-}
-
-export interface CertRepCheck {
-  status: 'SUCCESS' | 'FAILURE';
-  failInfo?: string;
-  certDer?: Buffer;
-  /** The envelope's cipher (SUCCESS only). */
-  encryption?: string;
-}
-
-/**
- * What the simulator's `checkCertRep` checks, for any envelope cipher: signed by the CA certificate, a
- * CertRep (3) for our transactionID with our senderNonce as its recipientNonce, and on SUCCESS an envelope
- * that opens with our key and holds a certificate for our key issued by that CA. Throws otherwise.
- */
-export async function checkCertRep(
-  der: Buffer,
-  device: { privateKeyPem: string; spki: Buffer },
-  expected: { caPem: string; transactionId: string; senderNonce: Buffer },
-): Promise<CertRepCheck> {
-  const sd = await verifiedBy(der, expected.caPem);
-  const attrs = signedAttributes(sd);
-  const str = (oid: string) => (attrs.get(oid) instanceof asn1js.PrintableString ? (attrs.get(oid) as asn1js.PrintableString).valueBlock.value : undefined);
-  const oct = (oid: string) => (attrs.get(oid) instanceof asn1js.OctetString ? Buffer.from((attrs.get(oid) as asn1js.OctetString).valueBlock.valueHexView) : undefined);
-  const contentType = attrs.get(OID.contentType);
-  if (!(contentType instanceof asn1js.ObjectIdentifier) || contentType.valueBlock.toString() !== OID.data) throw new Error('the contentType attribute is not id-data');
-  if (str(OID.messageType) !== '3') throw new Error(`messageType ${str(OID.messageType) ?? '(none)'} is not CertRep (3)`);
-  if (str(OID.transactionID) !== expected.transactionId) throw new Error('the CertRep is for another transactionID');
-  if (!oct(OID.recipientNonce)?.equals(expected.senderNonce)) throw new Error('the recipientNonce is not our senderNonce');
-  if (!oct(OID.senderNonce)?.length) throw new Error('the CertRep has no senderNonce');
-  const status = str(OID.pkiStatus);
-  if (status === '2') {
-    const failInfo = str(OID.failInfo);
-    return { status: 'FAILURE', ...(failInfo ? { failInfo: SCEP_FAIL_INFO_NAMES[Number(failInfo)] ?? failInfo } : {}) };
-  }
-  if (status !== '0') throw new Error(`pkiStatus ${status ?? '(none)'} (only SUCCESS and FAILURE are expected)`);
-
-  const eContent = sd.encapContentInfo.eContent;
-  if (!eContent) throw new Error('SUCCESS without an envelope');
-  const opened = openEnvelope(Buffer.from(eContent.getValue()), device.privateKeyPem);
-  const ca = new crypto.X509Certificate(expected.caPem);
-  for (const certDer of certsOnly(opened.content)) {
-    const cert = new crypto.X509Certificate(certDer);
-    if (!cert.publicKey.export({ type: 'spki', format: 'der' }).equals(device.spki)) continue;
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new Error('the issued certificate is not signed by the CA');
-    return { status: 'SUCCESS', certDer, encryption: opened.cipher };
-  }
-  throw new Error('SUCCESS without a certificate for our key');
-}
-
-/** The CertRep's SignedData, once its one signer is verified to be the CA certificate. */
-async function verifiedBy(der: Buffer, caPem: string): Promise<pkijs.SignedData> {
-  const ci = pkijs.ContentInfo.fromBER(new Uint8Array(der));
-  if (ci.contentType !== OID.signedData) throw new Error(`the CertRep is not a SignedData (${ci.contentType})`);
-  const sd = new pkijs.SignedData({ schema: ci.content });
-  if (sd.signerInfos.length !== 1 || !sd.signerInfos[0]!.signedAttrs) throw new Error('the CertRep needs exactly one signer with signed attributes');
-  const v = await sd.verify({ signer: 0, checkChain: false, extendedMode: true }, engine).catch((err: unknown) => {
-    throw new Error(`the CertRep signature does not verify: ${(err as { message?: string }).message ?? String(err)}`);
-  });
-  if (!v.signatureVerified || !v.signerCertificate) throw new Error('the CertRep signature does not verify');
-  const caDer = Buffer.from(new crypto.X509Certificate(caPem).raw);
-  if (!Buffer.from(v.signerCertificate.toSchema().toBER(false)).equals(caDer)) throw new Error('the CertRep is not signed by the CA certificate');
-  return sd;
-}
-
-function signedAttributes(sd: pkijs.SignedData): Map<string, asn1js.AsnType> {
-  const out = new Map<string, asn1js.AsnType>();
-  for (const a of sd.signerInfos[0]!.signedAttrs!.attributes) {
-    if (out.has(a.type)) throw new Error(`signed attribute ${a.type} appears twice`);
-    out.set(a.type, a.values[0] as asn1js.AsnType);
-  }
-  return out;
-}
-
-/** Opens an EnvelopedData addressed to us: forge parses, native RSA (raw, unpadded here) and ciphers, forge's DES. */
-function openEnvelope(der: Buffer, privateKeyPem: string): { content: Buffer; cipher: string } {
-  const env = forge.pkcs7.messageFromAsn1(forge.asn1.fromDer(der.toString('binary'))) as unknown as {
-    encryptedContent?: { algorithm?: string; parameter?: ForgeBytes; content?: ForgeBytes };
-    recipients: Array<{ encryptedContent?: { algorithm?: string; content?: ForgeBytes } }>;
-  };
-  if (env.recipients.length !== 1) throw new Error(`the envelope has ${env.recipients.length} recipients, expected 1`);
-  const wrapped = env.recipients[0]!.encryptedContent;
-  if (wrapped?.algorithm !== OID.rsaEncryption) throw new Error('the envelope key transport is not RSA');
-  const algorithm = env.encryptedContent?.algorithm ?? '';
-  const cipher = CIPHERS[algorithm];
-  if (!cipher) throw new Error(`unsupported envelope encryption ${algorithm || '?'}`);
-  // Node 20 refuses PKCS#1 v1.5 private decryption: a raw RSA operation, unpadded here (RFC 8017 §7.2.2).
-  const em = crypto.privateDecrypt({ key: privateKeyPem, padding: crypto.constants.RSA_NO_PADDING }, bytes(wrapped.content));
-  const sep = em.indexOf(0, 2);
-  const key = em[0] === 0 && em[1] === 2 && sep >= 10 ? em.subarray(sep + 1) : undefined;
-  if (!key || key.length !== cipher.keyLen) throw new Error('the envelope key does not decrypt with our key');
-  const iv = bytes(env.encryptedContent?.parameter);
-  const encrypted = bytes(env.encryptedContent?.content);
-  if (cipher.native) {
-    const d = crypto.createDecipheriv(cipher.native, key, iv);
-    return { content: Buffer.concat([d.update(encrypted), d.final()]), cipher: cipher.name };
-  }
-  const d = forge.cipher.createDecipher('DES-CBC', forge.util.createBuffer(key.toString('binary')));
-  d.start({ iv: forge.util.createBuffer(iv.toString('binary')) });
-  d.update(forge.util.createBuffer(encrypted.toString('binary')));
-  if (!d.finish()) throw new Error('the envelope content does not decrypt');
-  return { content: Buffer.from(d.output.getBytes(), 'binary'), cipher: cipher.name };
-}
-
-/** The certificates of a certs-only (degenerate) SignedData, DER. */
-function certsOnly(der: Buffer): Buffer[] {
-  const ci = pkijs.ContentInfo.fromBER(new Uint8Array(der));
-  if (ci.contentType !== OID.signedData) throw new Error(`the envelope does not hold a SignedData (${ci.contentType})`);
-  const sd = new pkijs.SignedData({ schema: ci.content });
-  if (sd.signerInfos.length !== 0) throw new Error('the certs-only SignedData has signers');
-  return (sd.certificates ?? []).filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate).map((c) => Buffer.from(c.toSchema().toBER(false)));
-}
-
-/** forge keeps binary data either as a ByteStringBuffer or as a "binary" string. */
-type ForgeBytes = forge.util.ByteStringBuffer | string;
-function bytes(b: ForgeBytes | undefined): Buffer {
-  if (b === undefined) return Buffer.alloc(0);
-  return Buffer.from(typeof b === 'string' ? b : b.bytes(), 'binary');
 }

@@ -72,6 +72,8 @@ export interface CertRepResult {
   status: 'SUCCESS' | 'FAILURE';
   failInfo?: ScepFailInfoName | string;
   certDer?: Buffer;
+  /** SUCCESS: the OID of the envelope's content encryption. */
+  encryption?: string;
 }
 
 /** The name a string or JSON name stands for: a bare string is a common name. */
@@ -298,7 +300,7 @@ export class ScepClient {
         const ca = new crypto.X509Certificate(expected.caCert);
         const issued = new crypto.X509Certificate(certDer);
         if (!issued.checkIssued(ca) || !issued.verify(ca.publicKey)) throw new ScepReplyError('the issued certificate is not signed by the CA');
-        return { status: 'SUCCESS', certDer };
+        return { status: 'SUCCESS', certDer, ...(reply.encryption ? { encryption: reply.encryption } : {}) };
       }
       case '2': {
         const n = Number(reply.failInfo);
@@ -336,7 +338,8 @@ export class ScepClient {
     const iv = bytes(internal.encryptedContent?.parameter);
     const encrypted = bytes(internal.encryptedContent?.content);
     try {
-      const d = crypto.createDecipheriv(cipher.native, key, iv);
+      // Single DES is not in Node 20's default OpenSSL provider; 3DES-EDE with K1 = K2 = K3 = K is DES.
+      const d = crypto.createDecipheriv(cipher.native, cipher.keyLen === 8 ? Buffer.concat([key, key, key]) : key, iv);
       return { content: Buffer.concat([d.update(encrypted), d.final()]), algorithm };
     } catch (err) {
       throw new ScepReplyError(`the envelope content does not decrypt: ${(err as Error).message}`);
@@ -356,6 +359,7 @@ const CIPHERS: Record<string, { native: string; keyLen: number }> = {
   '2.16.840.1.101.3.4.1.22': { native: 'aes-192-cbc', keyLen: 24 },
   '2.16.840.1.101.3.4.1.42': { native: 'aes-256-cbc', keyLen: 32 },
   '1.2.840.113549.3.7': { native: 'des-ede3-cbc', keyLen: 24 },
+  '1.3.14.3.2.7': { native: 'des-ede3-cbc', keyLen: 8 }, // single DES: micromdm's scepserver answers with it
 };
 
 /** EME-PKCS1-v1_5 decoding (RFC 8017 §7.2.2); undefined when malformed. */
