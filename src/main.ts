@@ -37,8 +37,7 @@ import { PgPushCertificateStore } from './storage/push-certificates';
 import { WindowsCommands } from '../protocols/windows/commands';
 import { windowsFrontEnd } from '../protocols/windows/routes';
 import { PgWindowsStore } from './storage/windows';
-import type { PushDispatcher } from './push/dispatcher';
-import { PUSH_QUEUE } from './push/dispatcher';
+import { PUSH_QUEUE, type PushDispatcher } from './push/dispatcher';
 import { pushCertificateHealth, registerApnsCertificateGauge } from './push/apns';
 import type { QueueBackend } from './queue/backend';
 import { pingDb, type Db } from './storage/db';
@@ -49,9 +48,9 @@ import { PgTokenStore } from './storage/tokens';
 import type { RunningWorker } from './worker';
 import { startWorkerThread } from './worker-thread';
 import { openCore, runAll, startCoreWorker, type MooringOptions, type WorkerOverrides } from './core-root';
+import type { RequestListener } from 'node:http';
 
 export type { MooringOptions, WorkerOverrides } from './core-root';
-import type { RequestListener } from 'node:http';
 
 export const VERSION: string = (JSON.parse(fs.readFileSync(path.join(__dirname, findUp('package.json')), 'utf8')) as { version: string }).version;
 

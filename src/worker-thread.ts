@@ -146,7 +146,6 @@ class WorkerThread {
     this.ready.catch(() => undefined); // the caller awaits it; a restart attempt only logs
   }
 
-
   upForMs(): number {
     return Date.now() - this.#startedAt;
   }

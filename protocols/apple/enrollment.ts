@@ -9,8 +9,8 @@ import { EnrollmentRefusal, type EnrollmentFacts } from '../../src/core/enrollme
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, escapeHtml, refusalHtml, sendPage, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { PendingTerms } from '../../src/storage/enrollment-gate';
 import type { EnrollmentToken } from '../../src/storage/tokens';
-import { isMooringError } from '../../src/core/errors';
 import type { ServerResponse } from 'node:http';
+import { isMooringError } from '../../src/core/errors';
 import { answer, type DeviceHandler } from '../../src/http/lanes';
 import { readRawBody } from '../../src/http/raw-body';
 import { signAttached } from '../../src/pki/cms';
@@ -99,13 +99,9 @@ export function enrollmentRoutes(router: Router, deps: AppleRoutesDeps): void {
     await deps.gate.acceptTerms(checked.user_ref, accepted);
     res.redirect(303, `/enroll/apple?token=${encodeURIComponent(token)}`);
   });
-
 }
 
-/**
- * `/scep` as a plain Node handler: a lane ahead of express answers it (every enrolling device sends a
- * PKIOperation), and the router mounts it too for what misses the lane.
- */
+/** `/scep` as a plain Node handler, for a lane ahead of express: every enrolling device sends a PKIOperation. */
 export function scepHandler(deps: AppleRoutesDeps): DeviceHandler {
   return async (req, res) => {
     const url = req.url ?? '';

@@ -21,7 +21,7 @@ import type { IdleCache } from '../../src/core/idle-cache';
 import type { PlatformCommands } from '../../src/core/platforms';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
-import { answer, type DeviceFrontEnd, type DeviceHandler, type Lane } from '../../src/http/lanes';
+import { answer, mountDevice, type DeviceFrontEnd, type DeviceHandler } from '../../src/http/lanes';
 import { BodyError, readRawBody } from '../../src/http/raw-body';
 import type { CertificateAuthority } from '../../src/pki/ca';
 import { verifyDetachedSignature } from '../../src/pki/cms';
@@ -124,21 +124,11 @@ const MDM_PATHS = [
 
 /** The Apple front end: the MDM endpoints and SCEP as lanes ahead of express (devices PUT; POST is accepted as well), and the router. */
 export function appleFrontEnd(deps: AppleRoutesDeps): DeviceFrontEnd {
-  const router = Router();
-  const lanes: Lane[] = [];
-  for (const [path, kind] of MDM_PATHS) {
-    const handle = mdmHandler(deps, kind);
-    // On the router too, for requests that miss a lane (`/mdm/connect/`, say).
-    router.put(path, (req, res) => handle(req, res));
-    router.post(path, (req, res) => handle(req, res));
-    lanes.push({ method: 'PUT', path, handle }, { method: 'POST', path, handle });
-  }
-  enrollmentRoutes(router, deps);
-  const scep = scepHandler(deps);
-  router.get('/scep', (req, res) => scep(req, res));
-  router.post('/scep', (req, res) => scep(req, res));
-  lanes.push({ method: 'GET', path: '/scep', handle: scep }, { method: 'POST', path: '/scep', handle: scep });
-  return { router, lanes };
+  const front: DeviceFrontEnd = { router: Router(), lanes: [] };
+  for (const [path, kind] of MDM_PATHS) mountDevice(front, ['PUT', 'POST'], path, mdmHandler(deps, kind));
+  mountDevice(front, ['GET', 'POST'], '/scep', scepHandler(deps));
+  enrollmentRoutes(front.router, deps);
+  return front;
 }
 
 type Reply = { body: Buffer; json?: boolean; length: number };

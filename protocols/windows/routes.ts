@@ -21,7 +21,7 @@ import type { PlatformCommands } from '../../src/core/platforms';
 import type { IdleCache } from '../../src/core/idle-cache';
 import type { Command, Json } from '../../src/core/types';
 import { clientCertificate } from '../../src/http/client-cert';
-import { answer, type DeviceFrontEnd, type DeviceHandler } from '../../src/http/lanes';
+import { answer, mountDevice, type DeviceFrontEnd, type DeviceHandler } from '../../src/http/lanes';
 import { readRawBody } from '../../src/http/raw-body';
 import { acceptedTerms, acceptsAll, categoryFormHtml, chosenCategory, pageHtml, termsFormHtml } from '../../src/http/enrollment-pages';
 import type { CertificateAuthority } from '../../src/pki/ca';
@@ -98,13 +98,14 @@ export function windowsFrontEnd(deps: WindowsRoutesDeps): DeviceFrontEnd {
     '/EnrollmentServer/Enrollment.svc': enrollmentHandler(deps, caDer),
     '/ManagementServer/MDM.svc': managementHandler(deps, sessions),
   };
-  const router = Router();
-  for (const [path, handle] of Object.entries(handlers)) router.post(path, (req, res) => handle(req, res));
+  const front: DeviceFrontEnd = { router: Router(), lanes: [] };
+  for (const [path, handle] of Object.entries(handlers)) mountDevice(front, ['POST'], path, handle);
+  const { router } = front;
   router.get('/EnrollmentServer/Discovery.svc', (_req, res) => {
     res.status(200).type('text/html').send('');
   });
   signInPage(router, deps);
-  return { router, lanes: Object.entries(handlers).map(([path, handle]) => ({ method: 'POST', path, handle })) };
+  return front;
 }
 
 function discoveryHandler(deps: WindowsRoutesDeps): DeviceHandler {

@@ -1,7 +1,8 @@
 /**
  * `mooring serve` and `mooring worker`: run the server (and, in embedded mode, the worker in the same
- * process, on a thread of its own unless MOORING_WORKER_THREAD=false) until SIGINT/SIGTERM, then stop in order: listeners (requests in flight finish), workers
- * (jobs in progress finish), queues, database pool, embedded Postgres. A second signal exits at once.
+ * process, on a thread of its own unless MOORING_WORKER_THREAD=false) until SIGINT/SIGTERM, then stop
+ * in order: listeners (requests in flight finish), workers (jobs in progress finish), queues, database
+ * pool, embedded Postgres. A second signal exits at once.
  */
 import { loadConfig, type Config } from '../config';
 import { createMooring, listen, type Mooring } from '../main';

@@ -28,6 +28,17 @@ export interface DeviceFrontEnd {
   lanes: Lane[];
 }
 
+/**
+ * Mounts `handle` for each method of `path` twice: as a lane, and on the router for the requests that
+ * miss the lane (`/path/`, other letter case), so both ways give the same answer.
+ */
+export function mountDevice(front: DeviceFrontEnd, methods: ReadonlyArray<'GET' | 'PUT' | 'POST'>, path: string, handle: DeviceHandler): void {
+  for (const method of methods) {
+    front.router[method === 'GET' ? 'get' : method === 'PUT' ? 'put' : 'post'](path, (req, res) => handle(req, res));
+    front.lanes.push({ method, path, handle });
+  }
+}
+
 /** A whole answer with its length, as device clients expect (never chunked). */
 export function answer(res: ServerResponse, status: number, contentType: string, body: string | Buffer): void {
   res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) }).end(body);
